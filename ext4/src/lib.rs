@@ -1,0 +1,10 @@
+//! A pure-Rust ext4 formatter.
+//!
+//! Builds an ext4 image from an in-memory [`tree::Tree`] with the features a
+//! modern `mkfs.ext4` enables: 4 KiB blocks, 64bit, flex_bg, sparse_super,
+//! metadata_csum, a jbd2 journal, extents, dir_index htrees, 256-byte inodes
+//! with nanosecond times, and extended attributes. It needs no root, no mount
+//! and no e2fsprogs.
+
+pub mod checksum;
+pub mod tree;

@@ -1,0 +1,4 @@
+//! banger: turn OCI/Docker container images into bootable ext4 root
+//! filesystems for microVMs.
+
+pub use banger_ext4 as ext4;
