@@ -521,9 +521,7 @@ impl Tree {
     /// Looks up a `/`-separated path from the root without following
     /// symlinks. Empty components and `.` are skipped.
     pub fn lookup_path(&self, path: &[u8]) -> Option<NodeId> {
-        path.split(|&b| b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-            .try_fold(Self::ROOT, |dir, name| self.lookup(dir, name))
+        split_path(path).try_fold(Self::ROOT, |dir, name| self.lookup(dir, name))
     }
 
     /// Visits every node reachable from the root exactly once, parents before
@@ -547,6 +545,140 @@ impl Tree {
         }
         order
     }
+}
+
+/// Most symlinks followed while resolving one path, as Linux's `MAXSYMLINKS`.
+pub const MAX_SYMLINK_FOLLOWS: usize = 40;
+
+/// Why a path could not be resolved inside the tree.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// A non-directory stands where a directory is needed.
+    #[error("{0:?} is not a directory")]
+    NotADirectory(String),
+    /// A parent directory does not exist and creating it was not asked for.
+    #[error("{0:?} does not exist")]
+    Missing(String),
+    /// More than [`MAX_SYMLINK_FOLLOWS`] symlinks, or a loop.
+    #[error("too many levels of symbolic links at {0:?}")]
+    SymlinkLoop(String),
+    /// The path names the root itself, which has no parent entry.
+    #[error("the path names the root directory")]
+    Root,
+    /// A component is not a valid name.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+/// Where a path leads: the directory that holds its last component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPath {
+    /// The directory holding the final component.
+    pub parent: NodeId,
+    /// The final component's name.
+    pub name: Vec<u8>,
+    /// The node under that name, if any (not followed if it is a symlink).
+    pub existing: Option<NodeId>,
+}
+
+impl Tree {
+    /// Resolves `path` the way the kernel would inside a chroot at the root
+    /// of this tree: `..` never leaves the root, absolute symlinks restart
+    /// at the root, and symlinks in parent components are followed (the last
+    /// component is not). Missing parents are created with `implied_parent`
+    /// metadata when given, otherwise they are an error.
+    pub fn resolve_parent(
+        &mut self,
+        path: &[u8],
+        implied_parent: Option<&Metadata>,
+    ) -> Result<ResolvedPath, ResolveError> {
+        let mut components: Vec<Vec<u8>> = split_path(path).map(<[u8]>::to_vec).collect();
+        let name = loop {
+            match components.last().map(Vec::as_slice) {
+                None => return Err(ResolveError::Root),
+                Some(b"..") => {
+                    // `a/..` as a final component: resolve what it names.
+                    components.push(b".".to_vec());
+                    let dir = self.walk_dirs(&components, implied_parent)?;
+                    if dir == Self::ROOT {
+                        return Err(ResolveError::Root);
+                    }
+                    let parent = self.parent(dir).unwrap_or(Self::ROOT);
+                    let name = self
+                        .dir(parent)
+                        .and_then(|d| d.iter().find(|(_, id)| *id == dir).map(|(n, _)| n.to_vec()))
+                        .ok_or(ResolveError::Root)?;
+                    return Ok(ResolvedPath {
+                        parent,
+                        existing: Some(dir),
+                        name,
+                    });
+                }
+                Some(_) => break components.pop().unwrap_or_default(),
+            }
+        };
+        validate_name(&name)?;
+        let parent = self.walk_dirs(&components, implied_parent)?;
+        let existing = self.lookup(parent, &name);
+        Ok(ResolvedPath {
+            parent,
+            name,
+            existing,
+        })
+    }
+
+    /// Walks `components` as directories from the root, following symlinks.
+    fn walk_dirs(
+        &mut self,
+        components: &[Vec<u8>],
+        implied_parent: Option<&Metadata>,
+    ) -> Result<NodeId, ResolveError> {
+        let mut pending: Vec<Vec<u8>> = components.iter().rev().cloned().collect();
+        let mut dir = Self::ROOT;
+        let mut follows = 0;
+        let mut walked: Vec<u8> = Vec::new();
+        while let Some(component) = pending.pop() {
+            match component.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    dir = self.parent(dir).unwrap_or(Self::ROOT);
+                    continue;
+                }
+                _ => {}
+            }
+            walked.push(b'/');
+            walked.extend_from_slice(&component);
+            let shown = || String::from_utf8_lossy(&walked).into_owned();
+            let next = match self.lookup(dir, &component) {
+                Some(id) => id,
+                None => match implied_parent {
+                    Some(meta) => self.ensure_dir(dir, &component, meta.clone())?,
+                    None => return Err(ResolveError::Missing(shown())),
+                },
+            };
+            match &self.node(next).kind {
+                NodeKind::Directory(_) => dir = next,
+                NodeKind::Symlink(target) => {
+                    follows += 1;
+                    if follows > MAX_SYMLINK_FOLLOWS {
+                        return Err(ResolveError::SymlinkLoop(shown()));
+                    }
+                    if target.first() == Some(&b'/') {
+                        dir = Self::ROOT;
+                    }
+                    pending.extend(split_path(target).rev().map(<[u8]>::to_vec));
+                }
+                _ => return Err(ResolveError::NotADirectory(shown())),
+            }
+        }
+        Ok(dir)
+    }
+}
+
+/// The components of a `/`-separated path, empty ones and `.` dropped.
+fn split_path(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
 }
 
 /// Checks that `name` is a valid single path component for ext4.
@@ -609,5 +741,34 @@ mod tests {
         assert_eq!(tree.reachable(), vec![Tree::ROOT, d, f]);
         tree.unlink(Tree::ROOT, b"d");
         assert_eq!(tree.reachable(), vec![Tree::ROOT]);
+    }
+
+    #[test]
+    fn resolution_follows_symlinks_inside_the_root() {
+        let mut tree = Tree::new(meta());
+        let etc = tree.ensure_dir(Tree::ROOT, b"etc", meta()).unwrap();
+        let l = tree.add(NodeKind::Symlink(b"/etc".to_vec()), meta());
+        tree.link(Tree::ROOT, b"l", l).unwrap();
+        let up = tree.add(NodeKind::Symlink(b"../../..".to_vec()), meta());
+        tree.link(etc, b"up", up).unwrap();
+        let r = tree.resolve_parent(b"l/passwd", None).unwrap();
+        assert_eq!((r.parent, r.name.as_slice()), (etc, &b"passwd"[..]));
+        let r = tree.resolve_parent(b"/etc/up/../x", None).unwrap();
+        assert_eq!(r.parent, Tree::ROOT);
+        let r = tree.resolve_parent(b"../../x", None).unwrap();
+        assert_eq!(r.parent, Tree::ROOT);
+        let r = tree.resolve_parent(b"new/dir/f", Some(&meta())).unwrap();
+        assert_eq!(tree.lookup_path(b"new/dir"), Some(r.parent));
+        assert!(matches!(
+            tree.resolve_parent(b"gone/f", None),
+            Err(ResolveError::Missing(_))
+        ));
+        let lp = tree.add(NodeKind::Symlink(b"loop".to_vec()), meta());
+        tree.link(Tree::ROOT, b"loop", lp).unwrap();
+        assert!(matches!(
+            tree.resolve_parent(b"loop/x", None),
+            Err(ResolveError::SymlinkLoop(_))
+        ));
+        assert_eq!(tree.resolve_parent(b"/", None), Err(ResolveError::Root));
     }
 }
