@@ -6,5 +6,13 @@
 //! with nanosecond times, and extended attributes. It needs no root, no mount
 //! and no e2fsprogs.
 
+pub mod alloc;
+pub mod bitmap;
 pub mod checksum;
+pub mod data;
+pub mod extent;
+pub mod geometry;
+pub mod inode;
+pub mod ondisk;
+pub mod spec;
 pub mod tree;

@@ -1,0 +1,367 @@
+//! Streaming file contents into the image.
+//!
+//! Each file's bytes are read once and written once, straight to their final
+//! blocks: consecutive blocks (of one file or of consecutive files) are
+//! gathered into one large buffer and written with a single positioned
+//! write. Blocks that are all zeros become holes, as `mke2fs -d` makes them.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use crate::alloc::{BlockAllocator, OutOfSpace};
+use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN};
+use crate::tree::{ContentSource, PlacedData, PlacedExtent};
+
+/// Bytes gathered before one write.
+const WRITE_BUFFER: usize = 1 << 20;
+const BS: usize = BLOCK_SIZE as usize;
+
+/// Why a file could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Reading the file's bytes failed (a truncated layer, say).
+    #[error("reading file data: {0}")]
+    Read(#[source] io::Error),
+    /// Writing the image failed.
+    #[error("writing the image: {0}")]
+    Write(#[source] io::Error),
+    /// The data ranges are not sorted, overlap, or leave the file.
+    #[error("invalid sparse map: range {start}..{end} in a file of {size} bytes")]
+    BadRanges {
+        /// Range start.
+        start: u64,
+        /// Range end.
+        end: u64,
+        /// File size.
+        size: u64,
+    },
+    /// The image is full.
+    #[error(transparent)]
+    NoSpace(#[from] OutOfSpace),
+}
+
+/// Writes file data into the image through a bump allocator.
+#[derive(Debug)]
+pub struct DataWriter {
+    /// Blocks gathered for one write; the last `BS` bytes past `committed`
+    /// are the block being filled.
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` that hold allocated blocks.
+    committed: usize,
+    /// Physical block of `buffer[0]`.
+    buffer_start: u64,
+    /// Every run handed to a file, live or not, for dead-block accounting.
+    written: Vec<PlacedExtent>,
+}
+
+impl Default for DataWriter {
+    fn default() -> Self {
+        Self {
+            buffer: Vec::with_capacity(WRITE_BUFFER + BS),
+            committed: 0,
+            buffer_start: 0,
+            written: Vec::new(),
+        }
+    }
+}
+
+impl DataWriter {
+    /// Every run of blocks written so far, in allocation order.
+    pub fn written(&self) -> &[PlacedExtent] {
+        &self.written
+    }
+
+    /// Stores one file. `reader` yields the bytes of each range in
+    /// `data_ranges` one after another.
+    pub fn store(
+        &mut self,
+        image: &File,
+        alloc: &mut BlockAllocator,
+        reader: &mut dyn Read,
+        size: u64,
+        data_ranges: &[Range<u64>],
+    ) -> Result<PlacedData, DataError> {
+        let result = self.store_ranges(image, alloc, reader, size, data_ranges);
+        if result.is_err() {
+            // Leave no half-read bytes in the slot for the next file.
+            self.buffer.truncate(self.committed);
+        }
+        result
+    }
+
+    fn store_ranges(
+        &mut self,
+        image: &File,
+        alloc: &mut BlockAllocator,
+        reader: &mut dyn Read,
+        size: u64,
+        data_ranges: &[Range<u64>],
+    ) -> Result<PlacedData, DataError> {
+        let mut placed = PlacedData {
+            size,
+            extents: Vec::new(),
+        };
+        let mut previous_end = 0;
+        let mut current: Option<u64> = None;
+        for range in data_ranges {
+            if range.start < previous_end || range.start > range.end || range.end > size {
+                return Err(DataError::BadRanges {
+                    start: range.start,
+                    end: range.end,
+                    size,
+                });
+            }
+            previous_end = range.end;
+            let mut pos = range.start;
+            while pos < range.end {
+                let logical = pos / BLOCK_SIZE;
+                if current != Some(logical) {
+                    if let Some(done) = current {
+                        self.commit_block(image, alloc, done, &mut placed)?;
+                    }
+                    current = Some(logical);
+                }
+                let offset = (pos % BLOCK_SIZE) as usize;
+                let n = (BS - offset).min((range.end - pos) as usize);
+                let slot = self.slot();
+                reader
+                    .read_exact(&mut slot[offset..offset + n])
+                    .map_err(DataError::Read)?;
+                pos += n as u64;
+            }
+        }
+        if let Some(done) = current {
+            self.commit_block(image, alloc, done, &mut placed)?;
+        }
+        Ok(placed)
+    }
+
+    /// Streams a [`ContentSource`] into the image.
+    pub fn store_source(
+        &mut self,
+        image: &File,
+        alloc: &mut BlockAllocator,
+        source: &dyn ContentSource,
+    ) -> Result<PlacedData, DataError> {
+        let ranges = source.data_ranges();
+        let mut reader = SourceReader {
+            source,
+            ranges: &ranges,
+            index: 0,
+            pos: ranges.first().map_or(0, |r| r.start),
+        };
+        self.store(image, alloc, &mut reader, source.len(), &ranges)
+    }
+
+    /// The zeroed block being filled, past the committed blocks.
+    fn slot(&mut self) -> &mut [u8] {
+        let end = self.committed + BS;
+        if self.buffer.len() < end {
+            self.buffer.resize(end, 0);
+        }
+        &mut self.buffer[self.committed..end]
+    }
+
+    /// Gives the filled slot a physical block, or drops it as a hole.
+    fn commit_block(
+        &mut self,
+        image: &File,
+        alloc: &mut BlockAllocator,
+        logical: u64,
+        placed: &mut PlacedData,
+    ) -> Result<(), DataError> {
+        let slot_range = self.committed..self.committed + BS;
+        if self.buffer[slot_range.clone()].iter().all(|&b| b == 0) {
+            return Ok(()); // A hole: the zeroed slot is reused as is.
+        }
+        let physical = alloc.alloc(1)?.start;
+        let contiguous = self.buffer_start + (self.committed / BS) as u64 == physical;
+        if self.committed > 0 && !contiguous {
+            self.flush_committed(image)?;
+            self.buffer.copy_within(slot_range, 0);
+            self.buffer.truncate(BS);
+        }
+        if self.committed == 0 {
+            self.buffer_start = physical;
+        }
+        self.committed += BS;
+        self.buffer.truncate(self.committed);
+        extend_runs(&mut placed.extents, logical, physical);
+        extend_runs(&mut self.written, logical, physical);
+        if self.committed >= WRITE_BUFFER {
+            self.flush_committed(image)?;
+        }
+        Ok(())
+    }
+
+    fn flush_committed(&mut self, image: &File) -> Result<(), DataError> {
+        if self.committed > 0 {
+            image
+                .write_all_at(
+                    &self.buffer[..self.committed],
+                    self.buffer_start * BLOCK_SIZE,
+                )
+                .map_err(DataError::Write)?;
+        }
+        self.buffer.clear();
+        self.committed = 0;
+        Ok(())
+    }
+
+    /// Writes out everything gathered so far.
+    pub fn flush(&mut self, image: &File) -> Result<(), DataError> {
+        self.flush_committed(image)
+    }
+}
+
+/// Appends a block to a list of runs, merging it into the last run when
+/// both its logical and physical positions follow on.
+fn extend_runs(runs: &mut Vec<PlacedExtent>, logical: u64, physical: u64) {
+    if let Some(last) = runs.last_mut() {
+        if last.logical_block + last.len == logical
+            && last.physical_block + last.len == physical
+            && last.len < EXT_INIT_MAX_LEN
+        {
+            last.len += 1;
+            return;
+        }
+    }
+    runs.push(PlacedExtent {
+        logical_block: logical,
+        physical_block: physical,
+        len: 1,
+    });
+}
+
+/// Reads a source's data ranges back to back.
+struct SourceReader<'a> {
+    source: &'a dyn ContentSource,
+    ranges: &'a [Range<u64>],
+    index: usize,
+    pos: u64,
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(range) = self.ranges.get(self.index) {
+            if self.pos >= range.end {
+                self.index += 1;
+                if let Some(next) = self.ranges.get(self.index) {
+                    self.pos = next.start;
+                }
+                continue;
+            }
+            let want = buf.len().min((range.end - self.pos) as usize);
+            let n = self.source.read_at(self.pos, &mut buf[..want])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::SuperblockAreas;
+
+    fn setup() -> (tempfile::NamedTempFile, BlockAllocator, DataWriter) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let alloc = BlockAllocator::new(SuperblockAreas { gdt_reserve: 1 }, u64::MAX);
+        (file, alloc, DataWriter::default())
+    }
+
+    #[test]
+    fn zero_blocks_become_holes_and_runs_merge() {
+        let (file, mut alloc, mut writer) = setup();
+        let mut data = vec![7u8; 3 * BS];
+        data[BS..2 * BS].fill(0);
+        data.truncate(3 * BS - 100);
+        let len = data.len() as u64;
+        let placed = writer
+            .store(
+                file.as_file(),
+                &mut alloc,
+                &mut data.as_slice(),
+                len,
+                &[0..len],
+            )
+            .unwrap();
+        writer.flush(file.as_file()).unwrap();
+        assert_eq!(placed.extents.len(), 2);
+        assert_eq!(
+            placed.extents[0],
+            PlacedExtent {
+                logical_block: 0,
+                physical_block: 2,
+                len: 1
+            }
+        );
+        assert_eq!(
+            placed.extents[1],
+            PlacedExtent {
+                logical_block: 2,
+                physical_block: 3,
+                len: 1
+            }
+        );
+        let mut back = vec![0u8; BS];
+        file.as_file()
+            .read_exact_at(&mut back, 3 * BLOCK_SIZE)
+            .unwrap();
+        assert_eq!(&back[..BS - 100], &data[2 * BS..]);
+        assert!(back[BS - 100..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn sparse_ranges_sharing_a_block() {
+        let (file, mut alloc, mut writer) = setup();
+        let ranges = [10..20, 30..40, 3 * BLOCK_SIZE..3 * BLOCK_SIZE + 5];
+        let bytes = [1u8; 25];
+        let placed = writer
+            .store(
+                file.as_file(),
+                &mut alloc,
+                &mut &bytes[..],
+                5 * BLOCK_SIZE,
+                &ranges,
+            )
+            .unwrap();
+        writer.flush(file.as_file()).unwrap();
+        let logical: Vec<u64> = placed.extents.iter().map(|e| e.logical_block).collect();
+        assert_eq!(logical, [0, 3]);
+        let mut back = [0u8; 50];
+        file.as_file()
+            .read_exact_at(&mut back, placed.extents[0].physical_block * BLOCK_SIZE)
+            .unwrap();
+        assert_eq!(&back[10..20], &[1; 10]);
+        assert_eq!(&back[20..30], &[0; 10]);
+        assert_eq!(&back[30..40], &[1; 10]);
+    }
+
+    #[test]
+    fn truncated_input_and_bad_ranges_are_errors() {
+        let (file, mut alloc, mut writer) = setup();
+        let r = writer.store(
+            file.as_file(),
+            &mut alloc,
+            &mut &[1u8; 10][..],
+            20,
+            &[0..20],
+        );
+        assert!(matches!(r, Err(DataError::Read(_))));
+        let r = writer.store(
+            file.as_file(),
+            &mut alloc,
+            &mut &[1u8; 10][..],
+            20,
+            &[5..10, 0..4],
+        );
+        assert!(matches!(r, Err(DataError::BadRanges { .. })));
+    }
+}

@@ -1,0 +1,298 @@
+//! Filesystem geometry: how many blocks, groups and inodes, and how large
+//! the journal is, following mke2fs's rules where they apply.
+
+use crate::alloc::{BlockAllocator, OutOfSpace, SuperblockAreas};
+use crate::spec::{BLOCKS_PER_GROUP, BLOCK_SIZE, DESCS_PER_BLOCK, INODES_PER_BLOCK};
+
+/// Most inodes one group can hold: one inode bitmap block's worth of bits.
+pub const MAX_INODES_PER_GROUP: u64 = BLOCK_SIZE * 8;
+/// The smallest image the default sizing produces: 1 GiB.
+pub const MIN_DEFAULT_BLOCKS: u64 = (1 << 30) / BLOCK_SIZE;
+/// Blocks a tail group needs beyond its superblock area to be worth keeping
+/// (mke2fs drops smaller ones).
+const MIN_TAIL_BLOCKS: u64 = 50;
+
+/// The shape of a filesystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Total blocks.
+    pub blocks_count: u64,
+    /// Block groups.
+    pub group_count: u64,
+    /// Inodes in each group.
+    pub inodes_per_group: u64,
+    /// Blocks of group descriptors.
+    pub gdt_blocks: u64,
+    /// Blocks in the journal.
+    pub journal_blocks: u64,
+}
+
+/// Why no geometry fits.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GeometryError {
+    /// The requested size cannot hold the content.
+    #[error(
+        "image size {requested} bytes is too small: the content needs at least {needed} bytes"
+    )]
+    TooSmall {
+        /// Bytes asked for.
+        requested: u64,
+        /// Smallest size that holds the content.
+        needed: u64,
+    },
+    /// More groups than the reserved descriptor area can describe.
+    #[error("an image of {bytes} bytes exceeds the largest supported size of {max} bytes")]
+    TooLarge {
+        /// Bytes the image would need.
+        bytes: u64,
+        /// Largest size supported with this descriptor reservation.
+        max: u64,
+    },
+}
+
+impl Geometry {
+    /// Inodes in the filesystem.
+    pub fn inodes_count(&self) -> u64 {
+        self.inodes_per_group * self.group_count
+    }
+
+    /// Blocks of one group's inode table.
+    pub fn inode_table_blocks(&self) -> u64 {
+        self.inodes_per_group / INODES_PER_BLOCK
+    }
+
+    /// Blocks in `group` (the last one may be short).
+    pub fn blocks_in_group(&self, group: u64) -> u64 {
+        (self.blocks_count - group * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP)
+    }
+
+    /// The geometry of a filesystem of `blocks` blocks holding `used_inodes`
+    /// inodes (reserved ones included). Returns the number of groups needed
+    /// instead when the inodes do not fit.
+    fn for_size(blocks: u64, used_inodes: u64, areas: SuperblockAreas) -> Result<Self, u64> {
+        let mut blocks = blocks;
+        let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
+        let tail = blocks - (groups - 1) * BLOCKS_PER_GROUP;
+        if groups > 1 && tail < areas.reserved_in(groups - 1) + MIN_TAIL_BLOCKS {
+            blocks -= tail;
+            groups -= 1;
+        }
+        let bytes = blocks * BLOCK_SIZE;
+        // mke2fs's inode ratios: "small" below 512 MiB, "default" above.
+        let ratio = if bytes < 512 << 20 { 4096 } else { 16384 };
+        let headroom = (used_inodes / 2).max(64);
+        let wanted = (bytes / ratio).max(used_inodes + headroom);
+        let per_group = wanted.div_ceil(groups).next_multiple_of(INODES_PER_BLOCK);
+        if per_group > MAX_INODES_PER_GROUP {
+            return Err(wanted.div_ceil(MAX_INODES_PER_GROUP));
+        }
+        Ok(Self {
+            blocks_count: blocks,
+            group_count: groups,
+            inodes_per_group: per_group,
+            gdt_blocks: groups.div_ceil(DESCS_PER_BLOCK),
+            journal_blocks: journal_blocks_for(blocks),
+        })
+    }
+}
+
+/// Journal size for a filesystem of `blocks` blocks, as mke2fs picks it.
+pub fn journal_blocks_for(blocks: u64) -> u64 {
+    match blocks {
+        b if b < 32 * 1024 => 1024,
+        b if b < 256 * 1024 => 4096,
+        b if b < 512 * 1024 => 8192,
+        b if b < 4096 * 1024 => 16384,
+        b if b < 8192 * 1024 => 32768,
+        b if b < 16384 * 1024 => 65536,
+        b if b < 32768 * 1024 => 131072,
+        _ => 262144,
+    }
+}
+
+/// What the content needs, measured before the geometry is chosen.
+#[derive(Clone, Debug)]
+pub struct Demand<'a> {
+    /// The allocator as it stands after file data was placed.
+    pub allocator: &'a BlockAllocator,
+    /// Inodes in use, the reserved ones included.
+    pub used_inodes: u64,
+    /// Metadata blocks still to allocate after the inode tables and journal
+    /// (directories, extent tree blocks, xattr blocks, slow symlinks).
+    pub pending_blocks: u64,
+    /// Extent tree blocks the journal needs, given how many runs it spans.
+    pub journal_tree_blocks: fn(runs: usize) -> u64,
+}
+
+/// Where per-group metadata and the journal will go.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The chosen geometry.
+    pub geometry: Geometry,
+    /// The allocator limit to use from now on.
+    pub blocks_count: u64,
+}
+
+impl Demand<'_> {
+    /// Blocks the image spans if it has `geometry`: allocating the per-group
+    /// metadata, the journal and the pending blocks on a copy of the allocator.
+    fn end_with(&self, geometry: &Geometry) -> Result<u64, OutOfSpace> {
+        let mut alloc = self.allocator.clone();
+        alloc.set_limit(u64::MAX);
+        alloc.alloc_many(2 * geometry.group_count)?;
+        for _ in 0..geometry.group_count {
+            alloc.alloc_contiguous(geometry.inode_table_blocks())?;
+        }
+        let journal_runs = alloc.alloc_many(geometry.journal_blocks)?.len();
+        alloc.alloc_many(self.pending_blocks + (self.journal_tree_blocks)(journal_runs))?;
+        Ok(alloc.high_water())
+    }
+
+    /// The smallest geometry of at least `blocks` blocks that holds the
+    /// content, growing as needed.
+    fn fit_from(
+        &self,
+        mut blocks: u64,
+        areas: SuperblockAreas,
+    ) -> Result<(Geometry, u64), GeometryError> {
+        loop {
+            let geometry = match Geometry::for_size(blocks, self.used_inodes, areas) {
+                Ok(g) => g,
+                Err(groups) => {
+                    blocks = blocks.max(groups * BLOCKS_PER_GROUP);
+                    continue;
+                }
+            };
+            let end = self
+                .end_with(&geometry)
+                .map_err(|_| GeometryError::TooLarge {
+                    bytes: blocks * BLOCK_SIZE,
+                    max: u64::MAX,
+                })?;
+            if end <= geometry.blocks_count {
+                return Ok((geometry, end));
+            }
+            blocks = end.max(blocks + 1);
+        }
+    }
+
+    /// Chooses the geometry: `size` bytes when given (an error names the
+    /// need when it is too small), otherwise 1.5 × the content, at least
+    /// 1 GiB, in whole groups.
+    pub fn plan(
+        &self,
+        size: Option<u64>,
+        areas: SuperblockAreas,
+    ) -> Result<Geometry, GeometryError> {
+        let max_groups = areas.gdt_reserve * DESCS_PER_BLOCK;
+        let check = |geometry: Geometry| {
+            if geometry.gdt_blocks > areas.gdt_reserve {
+                Err(GeometryError::TooLarge {
+                    bytes: geometry.blocks_count * BLOCK_SIZE,
+                    max: max_groups * BLOCKS_PER_GROUP * BLOCK_SIZE,
+                })
+            } else {
+                Ok(geometry)
+            }
+        };
+        if let Some(bytes) = size {
+            let blocks = bytes / BLOCK_SIZE;
+            let too_small = |needed: u64| GeometryError::TooSmall {
+                requested: bytes,
+                needed,
+            };
+            let minimum = || {
+                self.fit_from(1, areas)
+                    .map(|(g, _)| g.blocks_count * BLOCK_SIZE)
+            };
+            let geometry = match Geometry::for_size(blocks.max(1), self.used_inodes, areas) {
+                Ok(g) => g,
+                Err(_) => return Err(too_small(minimum()?)),
+            };
+            match self.end_with(&geometry) {
+                Ok(end) if end <= geometry.blocks_count => return check(geometry),
+                _ => return Err(too_small(minimum()?)),
+            }
+        }
+        let mut blocks = (self.allocator.high_water() * 3 / 2).max(MIN_DEFAULT_BLOCKS);
+        loop {
+            let (geometry, end) =
+                self.fit_from(blocks.next_multiple_of(BLOCKS_PER_GROUP), areas)?;
+            let wanted = (end * 3 / 2)
+                .max(MIN_DEFAULT_BLOCKS)
+                .next_multiple_of(BLOCKS_PER_GROUP);
+            if wanted <= geometry.blocks_count {
+                return check(geometry);
+            }
+            blocks = wanted;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demand(alloc: &BlockAllocator, used: u64, pending: u64) -> Demand<'_> {
+        Demand {
+            allocator: alloc,
+            used_inodes: used,
+            pending_blocks: pending,
+            journal_tree_blocks: |runs| if runs > 4 { 1 } else { 0 },
+        }
+    }
+
+    const AREAS: SuperblockAreas = SuperblockAreas { gdt_reserve: 16 };
+
+    #[test]
+    fn small_content_gets_one_gibibyte_like_mke2fs() {
+        let alloc = BlockAllocator::new(AREAS, u64::MAX);
+        let g = demand(&alloc, 20, 10).plan(None, AREAS).unwrap();
+        assert_eq!(g.blocks_count, 262144);
+        assert_eq!(g.group_count, 8);
+        assert_eq!(g.inodes_count(), 65536);
+        assert_eq!(g.journal_blocks, 8192);
+    }
+
+    #[test]
+    fn large_content_gets_half_again() {
+        let mut alloc = BlockAllocator::new(AREAS, u64::MAX);
+        alloc.alloc_many(1_000_000).unwrap();
+        let g = demand(&alloc, 20, 10).plan(None, AREAS).unwrap();
+        assert!(g.blocks_count >= 1_500_000, "{g:?}");
+        assert!(g.blocks_count < 1_600_000, "{g:?}");
+    }
+
+    #[test]
+    fn many_inodes_grow_the_inode_count() {
+        let alloc = BlockAllocator::new(AREAS, u64::MAX);
+        let g = demand(&alloc, 500_000, 10).plan(None, AREAS).unwrap();
+        assert!(g.inodes_count() >= 750_000, "{g:?}");
+    }
+
+    #[test]
+    fn explicit_size_too_small_names_the_need() {
+        let mut alloc = BlockAllocator::new(AREAS, u64::MAX);
+        alloc.alloc_many(10_000).unwrap();
+        let err = demand(&alloc, 20, 10)
+            .plan(Some(16 << 20), AREAS)
+            .unwrap_err();
+        match err {
+            GeometryError::TooSmall { requested, needed } => {
+                assert_eq!(requested, 16 << 20);
+                assert!(needed > 40 << 20 && needed < 64 << 20, "{needed}");
+                let ok = demand(&alloc, 20, 10).plan(Some(needed), AREAS);
+                assert!(ok.is_ok(), "{ok:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn journal_sizes_follow_mke2fs() {
+        assert_eq!(journal_blocks_for(16384), 1024);
+        assert_eq!(journal_blocks_for(262144), 8192);
+        assert_eq!(journal_blocks_for(1048576), 16384);
+        assert_eq!(journal_blocks_for(10485760), 65536);
+    }
+}
