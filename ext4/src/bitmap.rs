@@ -193,8 +193,8 @@ mod tests {
         let g1 = block_bitmap(1, 32768 + 100, &runs, &mut cursor, 0);
         assert_eq!(g1.free, 98);
         assert_eq!(g1.bytes[0], 0b1100);
-        assert_eq!(g1.bytes[13], 0xF0); // bits 100.. set
-        assert!(g1.bytes[14..].iter().all(|&b| b == 0xFF));
+        assert_eq!(g1.bytes[12], 0xF0); // bits 100.. set
+        assert!(g1.bytes[13..].iter().all(|&b| b == 0xFF));
     }
 
     #[test]
