@@ -6,5 +6,7 @@
 //! with nanosecond times, and extended attributes. It needs no root, no mount
 //! and no e2fsprogs.
 
+pub mod acl;
 pub mod checksum;
 pub mod tree;
+pub mod xattr;
