@@ -6,6 +6,7 @@
 //! with nanosecond times, and extended attributes. It needs no root, no mount
 //! and no e2fsprogs.
 
+pub mod acl;
 pub mod alloc;
 pub mod bitmap;
 pub mod checksum;
@@ -16,3 +17,4 @@ pub mod inode;
 pub mod ondisk;
 pub mod spec;
 pub mod tree;
+pub mod xattr;
