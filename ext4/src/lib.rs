@@ -7,4 +7,5 @@
 //! and no e2fsprogs.
 
 pub mod checksum;
+pub mod dir;
 pub mod tree;
