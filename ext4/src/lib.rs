@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod bitmap;
 pub mod checksum;
 pub mod data;
+pub mod dir;
 pub mod extent;
 pub mod geometry;
 pub mod inode;
