@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod alloc;
 pub mod bitmap;
+pub mod builder;
 pub mod checksum;
 pub mod data;
 pub mod dir;
