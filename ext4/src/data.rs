@@ -172,16 +172,14 @@ impl DataWriter {
         logical: u64,
         placed: &mut PlacedData,
     ) -> Result<(), DataError> {
-        let slot_range = self.committed..self.committed + BS;
-        if self.buffer[slot_range.clone()].iter().all(|&b| b == 0) {
+        if self.buffer[self.committed..self.committed + BS].iter().all(|&b| b == 0) {
             return Ok(()); // A hole: the zeroed slot is reused as is.
         }
         let physical = alloc.alloc(1)?.start;
         let contiguous = self.buffer_start + (self.committed / BS) as u64 == physical;
         if self.committed > 0 && !contiguous {
+            // Write what precedes the slot; the slot moves to the front.
             self.flush_committed(image)?;
-            self.buffer.copy_within(slot_range, 0);
-            self.buffer.truncate(BS);
         }
         if self.committed == 0 {
             self.buffer_start = physical;
@@ -205,7 +203,8 @@ impl DataWriter {
                 )
                 .map_err(DataError::Write)?;
         }
-        self.buffer.clear();
+        // Keep any partly filled slot past the committed blocks.
+        self.buffer.drain(..self.committed);
         self.committed = 0;
         Ok(())
     }
@@ -342,6 +341,25 @@ mod tests {
         assert_eq!(&back[10..20], &[1; 10]);
         assert_eq!(&back[20..30], &[0; 10]);
         assert_eq!(&back[30..40], &[1; 10]);
+    }
+
+    #[test]
+    fn runs_broken_by_a_superblock_area_are_written_in_place() {
+        let (file, mut alloc, mut writer) = setup();
+        // Fill group 0 up to three blocks before group 1's backup superblock.
+        alloc.alloc(crate::spec::BLOCKS_PER_GROUP - 5).unwrap();
+        let data: Vec<u8> = (0..8 * BS).map(|i| (i / BS + 1) as u8).collect();
+        let len = data.len() as u64;
+        let placed = writer.store(file.as_file(), &mut alloc, &mut data.as_slice(), len, &[0..len]).unwrap();
+        writer.flush(file.as_file()).unwrap();
+        assert_eq!(placed.extents.len(), 2, "{:?}", placed.extents);
+        for extent in &placed.extents {
+            for i in 0..extent.len {
+                let mut back = vec![0u8; BS];
+                file.as_file().read_exact_at(&mut back, (extent.physical_block + i) * BLOCK_SIZE).unwrap();
+                assert!(back.iter().all(|&b| b == (extent.logical_block + i + 1) as u8));
+            }
+        }
     }
 
     #[test]
