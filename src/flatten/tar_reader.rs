@@ -353,8 +353,16 @@ impl<R: Read> TarReader<R> {
             .real_size
             .ok_or_else(|| TarError::InvalidSparse("no GNU.sparse.size or realsize".into()))?;
         let pairs = if pax.sparse.major.as_deref() == Some(b"1") {
-            let (pairs, _) = sparse::read_map_1_0(&mut self.data())?;
-            pairs
+            match sparse::read_map_1_0(&mut self.data()) {
+                Ok((pairs, _)) => pairs,
+                // The map ran past the entry's own data, not the stream.
+                Err(TarError::Truncated) if !self.truncated => {
+                    return Err(TarError::InvalidSparse(
+                        "the 1.0 map runs past the entry's data".into(),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             sparse::pairs_from_flat(pax.sparse.map.as_deref().unwrap_or_default())?
         };
