@@ -1,0 +1,40 @@
+//! Lexical cleaning of tar paths, before they are resolved in the tree.
+
+/// Splits `path` into components the way containerd's `filepath.Clean`
+/// does before resolving: empty components and `.` vanish, and `..` removes
+/// the previous component but never climbs above the root, so `../x`,
+/// `a/../../x` and `/x` all name `x`. The remaining components never
+/// contain `..`; symlinks met while resolving them still stay inside the
+/// root ([`banger_ext4::tree::Tree::resolve_parent`]).
+pub(crate) fn clean(path: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for component in path.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            name => out.push(name),
+        }
+    }
+    out
+}
+
+/// Joins cleaned components with `/`.
+pub(crate) fn join(components: &[&[u8]]) -> Vec<u8> {
+    components.join(&b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_dot_never_leaves_the_root() {
+        assert_eq!(clean(b"../x"), vec![&b"x"[..]]);
+        assert_eq!(clean(b"a/../../x"), vec![&b"x"[..]]);
+        assert_eq!(clean(b"/abs//./x/"), vec![&b"abs"[..], b"x"]);
+        assert!(clean(b"./").is_empty());
+        assert_eq!(join(&clean(b"./a/b/../c")), b"a/c");
+    }
+}
