@@ -2,3 +2,5 @@
 //! filesystems for microVMs.
 
 pub use banger_ext4 as ext4;
+
+pub mod inject;
