@@ -121,8 +121,8 @@ fn deny_vsock() -> std::io::Result<()> {
         jf,
         k,
     };
-    let load = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
     let filter = [
         stmt(load, SECCOMP_DATA_ARCH),
         jeq(AUDIT_ARCH_X86_64, 0, 5),
