@@ -683,6 +683,64 @@ mod tests {
         }
     }
 
+    /// Writes `files` under `root` on the real filesystem, modes included.
+    fn materialize(files: &[GuestFile], root: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        for file in files {
+            let path = root.join(file.path.trim_start_matches('/'));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            match &file.content {
+                GuestContent::File(bytes) => {
+                    std::fs::write(&path, bytes).unwrap();
+                    let mode = u32::from(file.mode);
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+                }
+                GuestContent::Symlink(target) => {
+                    std::os::unix::fs::symlink(target, &path).unwrap();
+                }
+            }
+        }
+    }
+
+    /// systemd's own parser as the oracle for the units: `systemd-analyze
+    /// verify` in a root holding the injected files and the host's units.
+    #[test]
+    fn units_pass_systemd_analyze_verify() {
+        let host_units = std::path::Path::new("/lib/systemd/system");
+        if !host_units.join("sysinit.target").exists() {
+            eprintln!("SKIPPING: no systemd units on this host (/lib/systemd/system)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        materialize(&guest_files(&opts()), dir.path());
+        std::fs::create_dir_all(dir.path().join("lib/systemd")).unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(host_units)
+            .arg(dir.path().join("lib/systemd/"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let out = match std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", dir.path().display()))
+            .args([AGENT_UNIT, NETWORK_UNIT, FIRST_BOOT_UNIT])
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("SKIPPING: systemd-analyze not runnable: {e}");
+                return;
+            }
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.trim().is_empty(), "{text}");
+    }
+
     /// The embedded agent is a static-pie x86-64 ELF: ET_DYN without a
     /// PT_INTERP program header, so it needs no loader or libc in the guest.
     #[test]

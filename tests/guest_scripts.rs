@@ -689,6 +689,85 @@ fn network_replaces_a_resolv_conf_symlink() {
     }
 }
 
+/// The script against a real kernel: inside a fresh network namespace
+/// (`unshare -n`, needs root), with iproute2's and busybox's `ip`, configuring
+/// `lo` twice. The second run must change nothing.
+#[test]
+fn network_configures_a_real_interface_in_a_network_namespace() {
+    let Some(unshare) = find_program("unshare") else {
+        eprintln!("SKIPPING: unshare not installed");
+        return;
+    };
+    let probe = Command::new(&unshare).args(["-n", "true"]).status();
+    if !matches!(probe, Ok(status) if status.success()) {
+        eprintln!("SKIPPING: cannot create a network namespace (unshare -n needs root)");
+        return;
+    }
+    let mut implementations = Vec::new();
+    if let Some(ip) = find_program("ip") {
+        implementations.push((
+            "iproute2",
+            format!("#!/bin/sh\nexec {} \"$@\"\n", ip.display()),
+        ));
+    }
+    if let Some(busybox) = find_program("busybox") {
+        implementations.push((
+            "busybox",
+            format!("#!/bin/sh\nexec {} ip \"$@\"\n", busybox.display()),
+        ));
+    }
+    let Some(host_ip) = find_program("ip").or_else(|| find_program("busybox")) else {
+        eprintln!("SKIPPING: no ip tool installed");
+        return;
+    };
+    let show = if host_ip.ends_with("busybox") {
+        "busybox ip"
+    } else {
+        "ip"
+    };
+    for shell in shells() {
+        for (name, wrapper) in &implementations {
+            let sandbox = network_sandbox("ip=10.9.0.2::10.9.0.1:255.255.255.0:vm:lo:off:1.1.1.1");
+            let ip = sandbox.bin.join("ip");
+            fs::remove_file(&ip).unwrap();
+            fs::write(&ip, wrapper).unwrap();
+            fs::set_permissions(&ip, fs::Permissions::from_mode(0o755)).unwrap();
+            let run = format!(
+                "{shell} {args} {NETWORK}; echo rc=$?; {shell} {args} {NETWORK}; echo rc=$?; \
+                 {show} -o addr show dev lo; {show} route",
+                shell = shell.1.display(),
+                args = shell.0 .1.join(" "),
+            );
+            let out = Command::new(&unshare)
+                .args(["-n", "/bin/sh", "-c", &run])
+                .env_clear()
+                .env(
+                    "PATH",
+                    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", sandbox.bin.display()),
+                )
+                .env("BANGER_ROOT", &sandbox.root)
+                .env("BANGER_CMDLINE", &sandbox.cmdline)
+                .env("BANGER_NET_WAIT", "0")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let context = format!("{} with {name}: {stdout}{}", shell.0 .0, stderr(&out));
+            assert_eq!(stdout.matches("rc=0").count(), 2, "{context}");
+            assert!(stdout.contains(" inet 10.9.0.2/24 "), "{context}");
+            assert_eq!(stdout.matches(" inet 10.9.0.2/").count(), 1, "{context}");
+            assert!(stdout.contains("default via 10.9.0.1 dev lo"), "{context}");
+            assert!(
+                stderr(&out).contains("lo already has 10.9.0.2"),
+                "{context}"
+            );
+            assert!(sandbox
+                .read("/etc/resolv.conf")
+                .unwrap()
+                .contains("nameserver 1.1.1.1\n"));
+        }
+    }
+}
+
 // ----------------------------------------------------------------- shellcheck
 
 #[test]
