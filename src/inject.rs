@@ -782,6 +782,24 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             "banger-vsock-agent 0.1.0\n"
         );
+        // Alone in an otherwise empty root: no loader, no libc, no /proc.
+        match std::process::Command::new("chroot")
+            .arg(dir.path())
+            .args(["/banger-vsock-agent", "--version"])
+            .output()
+        {
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("Operation not permitted") => {
+                eprintln!("SKIPPING the empty-root run: chroot needs root");
+            }
+            Ok(out) => {
+                assert!(out.status.success(), "in an empty root: {out:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    "banger-vsock-agent 0.1.0\n"
+                );
+            }
+            Err(e) => eprintln!("SKIPPING the empty-root run: no chroot: {e}"),
+        }
         match std::process::Command::new("file").arg(&path).output() {
             Ok(out) => {
                 let text = String::from_utf8_lossy(&out.stdout);
