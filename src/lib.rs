@@ -4,3 +4,4 @@
 pub use banger_ext4 as ext4;
 
 pub mod flatten;
+pub mod inject;

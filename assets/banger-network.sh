@@ -1,0 +1,203 @@
+#!/bin/sh
+# banger guest network: configure the interface banger assigned.
+#
+# Installed by banger as /usr/local/lib/banger/banger-network.sh and run by
+# banger-network.service. The address comes from the kernel command line in
+# the kernel's own static form (Documentation/admin-guide/nfs/nfsroot.rst):
+#
+#   ip=<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:<dns0-ip>:<dns1-ip>
+#
+# e.g. ip=172.16.0.2::172.16.0.1:255.255.255.0:vm1:eth0:off:1.1.1.1:8.8.8.8
+# server-ip is ignored; an empty gateway adds no default route; an empty
+# netmask gets the classful default; an empty device means the first
+# interface other than lo (names like ens3 are normal: eth0 is never
+# assumed); autoconf must be off or none (anything else, or ip=dhcp, is left
+# to a DHCP client). dns0/dns1 become /etc/resolv.conf; without them
+# resolv.conf is left alone.
+#
+# Idempotent: when the interface already has the address (the kernel's own
+# ip= handling configured it, or this script ran before) no `ip` command
+# changes anything. resolv.conf is rewritten only when its content differs.
+# Works with iproute2 or busybox `ip`.
+#
+# Environment (for tests): BANGER_CMDLINE (default /proc/cmdline) and
+# BANGER_ROOT (default empty: prefixes /sys, /proc/sys and /etc),
+# BANGER_NET_WAIT (seconds to wait for the device to appear, default 10).
+set -u
+
+ROOT=${BANGER_ROOT:-}
+CMDLINE=${BANGER_CMDLINE:-/proc/cmdline}
+WAIT=${BANGER_NET_WAIT:-10}
+
+log() {
+    printf 'banger-network: %s\n' "$*" >&2
+}
+
+# Prints the prefix length of a dotted netmask, or fails.
+prefix_of() {
+    bits=0
+    seen_zero=no
+    old_ifs=$IFS
+    IFS=.
+    # shellcheck disable=SC2086 # splitting on dots is the point
+    set -- $1
+    IFS=$old_ifs
+    [ $# -eq 4 ] || return 1
+    for octet in "$@"; do
+        case $octet in
+            255) n=8 ;; 254) n=7 ;; 252) n=6 ;; 248) n=5 ;;
+            240) n=4 ;; 224) n=3 ;; 192) n=2 ;; 128) n=1 ;; 0) n=0 ;;
+            *) return 1 ;;
+        esac
+        # Ones after a zero bit: not a netmask.
+        if [ "$seen_zero" = yes ] && [ "$n" -ne 0 ]; then
+            return 1
+        fi
+        [ "$n" -lt 8 ] && seen_zero=yes
+        bits=$((bits + n))
+    done
+    echo "$bits"
+}
+
+# The kernel's default for an empty netmask: by address class.
+classful_prefix() {
+    first=${1%%.*}
+    if [ "$first" -lt 128 ]; then echo 8
+    elif [ "$first" -lt 192 ]; then echo 16
+    else echo 24
+    fi
+}
+
+# Prints the first network interface other than lo, in name order.
+first_interface() {
+    for path in "$ROOT"/sys/class/net/*; do
+        name=${path##*/}
+        [ -e "$path" ] || continue
+        [ "$name" = lo ] && continue
+        printf '%s\n' "$name"
+        return 0
+    done
+    return 1
+}
+
+is_address() {
+    case $1 in
+        '' | 0.0.0.0 | *[!0-9.]*) return 1 ;;
+    esac
+    return 0
+}
+
+write_resolv_conf() {
+    content="# Written by banger-network from the kernel command line (ip=)."
+    for server in "$@"; do
+        is_address "$server" && content="$content
+nameserver $server"
+    done
+    case $content in *nameserver*) ;; *) return 0 ;; esac
+    target=$ROOT/etc/resolv.conf
+    if [ -f "$target" ] && [ ! -L "$target" ] && [ "$(cat "$target")" = "$content" ]; then
+        return 0
+    fi
+    tmp=$ROOT/etc/.resolv.conf.banger.$$
+    # A symlink (to a resolver stub that is not running here) is replaced.
+    if ! { printf '%s\n' "$content" > "$tmp" && mv -f "$tmp" "$target"; }; then
+        rm -f "$tmp"
+        log "cannot write /etc/resolv.conf"
+        return 1
+    fi
+    log "wrote /etc/resolv.conf"
+}
+
+main() {
+    if [ ! -r "$CMDLINE" ]; then
+        log "cannot read $CMDLINE"
+        return 1
+    fi
+    spec=
+    read -r cmdline < "$CMDLINE" || [ -n "${cmdline:-}" ] || cmdline=
+    for word in $cmdline; do
+        case $word in
+            ip=*) spec=${word#ip=} ;; # the last one wins, as in the kernel
+        esac
+    done
+    if [ -z "$spec" ]; then
+        log "no ip= on the kernel command line; nothing to do"
+        return 0
+    fi
+    case $spec in
+        *:*) ;;
+        *) log "ip=$spec is not a static configuration; leaving it to DHCP"; return 0 ;;
+    esac
+
+    old_ifs=$IFS
+    IFS=:
+    # shellcheck disable=SC2086 # splitting on colons is the point
+    set -- $spec
+    IFS=$old_ifs
+    client=${1:-} gateway=${3:-} netmask=${4:-} hostname=${5:-}
+    device=${6:-} autoconf=${7:-off} dns0=${8:-} dns1=${9:-}
+
+    case $autoconf in
+        off | none | '') ;;
+        *) log "ip= asks for autoconf '$autoconf'; leaving it to DHCP"; return 0 ;;
+    esac
+    if ! is_address "$client"; then
+        log "ip= has no valid client address: '$client'"
+        return 1
+    fi
+    if [ -n "$netmask" ]; then
+        prefix=$(prefix_of "$netmask") || {
+            log "invalid netmask '$netmask'"
+            return 1
+        }
+    else
+        prefix=$(classful_prefix "$client")
+    fi
+
+    waited=0
+    while :; do
+        if [ -z "$device" ]; then
+            dev=$(first_interface) || dev=
+        else
+            dev=$device
+        fi
+        [ -n "$dev" ] && [ -e "$ROOT/sys/class/net/$dev" ] && break
+        if [ "$waited" -ge "$WAIT" ]; then
+            log "network interface ${device:-other than lo} did not appear"
+            return 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+
+    status=0
+    current=$(ip -o addr show dev "$dev") || current=
+    case "$current" in
+        *" inet $client/"*)
+            log "$dev already has $client; leaving it as is"
+            ;;
+        *)
+            if ! { ip link set dev "$dev" up && ip addr add "$client/$prefix" dev "$dev"; }; then
+                status=1
+            fi
+            if [ "$status" -eq 0 ] && is_address "$gateway"; then
+                ip route replace default via "$gateway" dev "$dev" || status=1
+            fi
+            if [ "$status" -eq 0 ]; then
+                log "configured $dev with $client/$prefix${gateway:+ via $gateway}"
+            else
+                log "configuring $dev failed"
+            fi
+            ;;
+    esac
+
+    if [ -n "$hostname" ] && [ -w "$ROOT/proc/sys/kernel/hostname" ]; then
+        if [ "$(cat "$ROOT/proc/sys/kernel/hostname")" != "$hostname" ]; then
+            printf '%s\n' "$hostname" > "$ROOT/proc/sys/kernel/hostname" || status=1
+        fi
+    fi
+    write_resolv_conf "$dns0" "$dns1" || status=1
+    return "$status"
+}
+
+main "$@"

@@ -1,0 +1,167 @@
+#!/bin/sh
+# banger first boot: install and start an OpenSSH server.
+#
+# Installed by banger as /usr/local/lib/banger/first-boot.sh and run by
+# banger-first-boot.service while /var/lib/banger/first-boot-pending exists.
+# The marker is removed only when everything succeeded, so a failed first
+# boot (no network yet, a mirror down) is retried on the next boot.
+#
+# The distribution comes from /etc/os-release (or /usr/lib/os-release):
+# ID first, then each word of ID_LIKE. Package managers:
+#   apt-get  debian ubuntu kali raspbian linuxmint pop      (unit: ssh)
+#   apk      alpine                                         (service: sshd)
+#   dnf      fedora rhel centos rocky almalinux, falling back to yum, microdnf
+#   pacman   arch archlinux manjaro
+#   zypper   opensuse* suse sles
+#
+# BANGER_ROOT (default empty) prefixes every file the script reads or
+# writes, so tests can run it against a fake root. Exit status: 0 on
+# success, 1 on failure, 2 for an unsupported distribution.
+set -u
+
+ROOT=${BANGER_ROOT:-}
+MARKER=$ROOT/var/lib/banger/first-boot-pending
+
+log() {
+    printf 'banger-first-boot: %s\n' "$*" >&2
+}
+
+# Prints the value of KEY from an os-release file, unquoted. The file is
+# parsed, not sourced, so a hostile image cannot run code here.
+os_release_value() {
+    key=$1
+    file=$2
+    while IFS= read -r line || [ -n "$line" ]; do
+        case $line in
+            "$key="*)
+                value=${line#*=}
+                case $value in
+                    \"*\") value=${value#\"}; value=${value%\"} ;;
+                    \'*\') value=${value#\'}; value=${value%\'} ;;
+                esac
+                printf '%s\n' "$value"
+                return 0
+                ;;
+        esac
+    done < "$file"
+    return 0
+}
+
+have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
+# Sets PM and UNIT for a distribution ID; fails for unknown IDs.
+pick_family() {
+    case $1 in
+        debian | ubuntu | kali | raspbian | linuxmint | pop) PM=apt; UNIT=ssh ;;
+        alpine) PM=apk; UNIT=sshd ;;
+        fedora | rhel | centos | rocky | almalinux) PM=dnf; UNIT=sshd ;;
+        arch | archlinux | manjaro) PM=pacman; UNIT=sshd ;;
+        opensuse* | suse | sles) PM=zypper; UNIT=sshd ;;
+        *) return 1 ;;
+    esac
+}
+
+install_openssh() {
+    case $PM in
+        apt)
+            DEBIAN_FRONTEND=noninteractive
+            export DEBIAN_FRONTEND
+            apt-get update &&
+                apt-get install -y --no-install-recommends openssh-server
+            ;;
+        apk)
+            apk add --no-cache openssh-server
+            ;;
+        dnf)
+            if have dnf; then
+                dnf install -y openssh-server
+            elif have yum; then
+                yum install -y openssh-server
+            elif have microdnf; then
+                microdnf install -y openssh-server
+            else
+                log "none of dnf, yum or microdnf is installed"
+                return 1
+            fi
+            ;;
+        pacman)
+            pacman -Sy --noconfirm --needed openssh
+            ;;
+        zypper)
+            zypper --non-interactive install openssh
+            ;;
+    esac
+}
+
+generate_host_keys() {
+    if [ -n "$ROOT" ]; then
+        ssh-keygen -A -f "$ROOT"
+    else
+        ssh-keygen -A
+    fi
+}
+
+start_sshd() {
+    if have systemctl; then
+        systemctl enable "$UNIT.service" &&
+            # --no-block: we run during boot; waiting for the job could
+            # deadlock on ordering.
+            systemctl start --no-block "$UNIT.service"
+    elif have rc-service; then
+        rc-update add "$UNIT" default &&
+            rc-service "$UNIT" start
+    else
+        log "no service manager (systemctl or rc-service) found to start $UNIT"
+        return 1
+    fi
+}
+
+main() {
+    if [ ! -e "$MARKER" ]; then
+        log "first boot already done ($MARKER is absent)"
+        return 0
+    fi
+
+    os_release=$ROOT/etc/os-release
+    [ -r "$os_release" ] || os_release=$ROOT/usr/lib/os-release
+    if [ ! -r "$os_release" ]; then
+        log "cannot identify the distribution: neither /etc/os-release nor /usr/lib/os-release is readable"
+        return 2
+    fi
+    id=$(os_release_value ID "$os_release")
+    id_like=$(os_release_value ID_LIKE "$os_release")
+
+    PM=
+    UNIT=
+    for candidate in $id $id_like; do
+        if pick_family "$candidate"; then
+            break
+        fi
+    done
+    if [ -z "$PM" ]; then
+        log "unsupported distribution ID=${id:-?} ID_LIKE=${id_like:-}; install and start an SSH server yourself, then remove $MARKER"
+        return 2
+    fi
+    log "distribution ${id:-?} uses $PM; installing OpenSSH"
+
+    if [ -x "$ROOT/usr/sbin/sshd" ]; then
+        log "sshd is already installed"
+    elif ! install_openssh; then
+        log "installing OpenSSH with $PM failed; will retry on next boot"
+        return 1
+    fi
+    if ! generate_host_keys; then
+        log "ssh-keygen -A failed; will retry on next boot"
+        return 1
+    fi
+    if ! start_sshd; then
+        log "enabling and starting $UNIT failed; will retry on next boot"
+        return 1
+    fi
+    rm -f "$MARKER" || return 1
+    log "done: $UNIT is enabled and started"
+}
+
+main "$@"
