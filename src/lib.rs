@@ -2,3 +2,9 @@
 //! filesystems for microVMs.
 
 pub use banger_ext4 as ext4;
+
+pub mod cache;
+pub mod layer;
+pub mod platform;
+pub mod reference;
+pub mod source;
