@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, RwLock, Semaphore};
 
 use super::manifest::{self, Descriptor, Manifest};
 use super::{check_layer_count, BlobLocation, LayerRef, ProgressEvent, ResolveOptions, ResolvedImage, SourceError};
@@ -124,8 +124,21 @@ async fn download_layers(
     }
     let mut paths = vec![PathBuf::new(); layers.len()];
     while let Some(joined) = tasks.join_next().await {
-        let (index, path) = joined.map_err(|e| SourceError::io("downloading layers")(std::io::Error::other(e)))??;
-        paths[index] = path;
+        let outcome = joined
+            .map_err(|e| SourceError::io("downloading layers")(std::io::Error::other(e)))
+            .and_then(|result| result);
+        match outcome {
+            Ok((index, path)) => paths[index] = path,
+            Err(e) => {
+                // Wait for the other downloads to stop, so their temp files are gone
+                // before the caller sees the error.
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                // A commit already handed to a blocking thread outlives its aborted task.
+                let _settled = client.commits.write().await;
+                return Err(e);
+            }
+        }
     }
     Ok(paths)
 }
@@ -269,8 +282,11 @@ async fn download(
         // Small buffered writes to the page cache: cheap enough to do in place.
         writer.write(&chunk).map_err(|e| insert_error(e, what))?;
     }
-    let cache_writer = writer;
-    tokio::task::spawn_blocking(move || cache_writer.commit())
+    let in_flight = client.commits.clone().read_owned().await;
+    tokio::task::spawn_blocking(move || {
+        let _in_flight = in_flight;
+        writer.commit()
+    })
         .await
         .map_err(|e| SourceError::io("storing a blob")(std::io::Error::other(e)))?
         .map_err(|e| insert_error(e, what))
@@ -298,6 +314,8 @@ struct RegistryClient {
     registry: String,
     repository: String,
     auth: Mutex<AuthState>,
+    /// Held (shared) by every blob commit running on a blocking thread.
+    commits: Arc<RwLock<()>>,
 }
 
 impl RegistryClient {
@@ -326,6 +344,7 @@ impl RegistryClient {
             registry: reference.registry().to_string(),
             repository: reference.repository().to_string(),
             auth: Mutex::new(AuthState::default()),
+            commits: Arc::new(RwLock::new(())),
         })
     }
 
@@ -450,11 +469,8 @@ impl RegistryClient {
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| auth_required(format!("the token server at {url_text} sent no token")))?;
-        let lifetime = reply
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME)
-            .saturating_sub(TOKEN_EXPIRY_MARGIN);
+        let lifetime = reply.expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let lifetime = lifetime - TOKEN_EXPIRY_MARGIN.min(lifetime / 2);
         state.token = Some(Token {
             value,
             expires_at: Instant::now() + lifetime,
