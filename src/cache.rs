@@ -96,7 +96,10 @@ impl BlobCache {
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.blobs)
-            .map_err(io_err(format!("creating a temp file in {}", self.blobs.display())))?;
+            .map_err(io_err(format!(
+                "creating a temp file in {}",
+                self.blobs.display()
+            )))?;
         Ok(BlobWriter {
             temp,
             hasher: Sha256::new(),
@@ -193,7 +196,13 @@ mod tests {
     fn temp_files(dir: &Path) -> usize {
         fs::read_dir(dir)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
             .count()
     }
 
@@ -202,9 +211,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
         let digest = Digest::of(b"blob");
-        assert!(matches!(cache.insert(&digest, b"blib"), Err(InsertError::Digest { .. })));
-        assert!(matches!(cache.insert(&digest, b"blo"), Err(InsertError::Size { .. })));
-        assert!(matches!(cache.insert(&digest, b"blobb"), Err(InsertError::Size { .. })));
+        assert!(matches!(
+            cache.insert(&digest, b"blib"),
+            Err(InsertError::Digest { .. })
+        ));
+        let mut short = cache.writer(&digest, 4).unwrap();
+        short.write(b"blo").unwrap();
+        assert!(matches!(short.commit(), Err(InsertError::Size { .. })));
+        let mut long = cache.writer(&digest, 4).unwrap();
+        assert!(matches!(
+            long.write(b"blobb"),
+            Err(InsertError::Size { .. })
+        ));
+        drop(long);
         assert!(cache.get(&digest, None).is_none());
         assert_eq!(temp_files(&dir.path().join("oci/blobs/sha256")), 0);
         let path = cache.insert(&digest, b"blob").unwrap();

@@ -174,7 +174,10 @@ impl<R: Read> Read for VerifyingReader<R> {
             if self.seen > size {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: longer than the {size} bytes its descriptor declares", self.what),
+                    format!(
+                        "{}: longer than the {size} bytes its descriptor declares",
+                        self.what
+                    ),
                 ));
             }
         }
@@ -204,7 +207,12 @@ mod tests {
     fn case_34_multi_member_gzip_is_read_to_the_end() {
         let mut blob = gzip(b"hello ");
         blob.extend(gzip(b"world"));
-        let mut r = decompress(Box::new(Cursor::new(blob)), Some(Digest::of(b"hello world")), "l").unwrap();
+        let mut r = decompress(
+            Box::new(Cursor::new(blob)),
+            Some(Digest::of(b"hello world")),
+            "l",
+        )
+        .unwrap();
         assert_eq!(read_all(&mut r).unwrap(), b"hello world");
     }
 
@@ -215,14 +223,24 @@ mod tests {
         blob.extend([0x5f, 0x2a, 0x4d, 0x18, 1, 0, 0, 0, 7]);
         blob.extend(zstd::encode_all(&b"def"[..], 3).unwrap());
         assert_eq!(Compression::sniff(&blob[..4]), Compression::Zstd);
-        let mut r = decompress(Box::new(Cursor::new(blob)), Some(Digest::of(b"abcdef")), "l").unwrap();
+        let mut r = decompress(
+            Box::new(Cursor::new(blob)),
+            Some(Digest::of(b"abcdef")),
+            "l",
+        )
+        .unwrap();
         assert_eq!(read_all(&mut r).unwrap(), b"abcdef");
     }
 
     #[test]
     fn case_34_plain_and_tiny_streams() {
         for data in [&b""[..], b"x", b"plain tar bytes"] {
-            let mut r = decompress(Box::new(Cursor::new(data.to_vec())), Some(Digest::of(data)), "l").unwrap();
+            let mut r = decompress(
+                Box::new(Cursor::new(data.to_vec())),
+                Some(Digest::of(data)),
+                "l",
+            )
+            .unwrap();
             assert_eq!(read_all(&mut r).unwrap(), data);
         }
     }
@@ -247,7 +265,12 @@ mod tests {
         let gz = gzip(&data);
         let zs = zstd::encode_all(&data[..], 3).unwrap();
         for blob in [&gz[..gz.len() / 2], &zs[..zs.len() / 2]] {
-            let mut r = decompress(Box::new(Cursor::new(blob.to_vec())), Some(Digest::of(&data)), "l").unwrap();
+            let mut r = decompress(
+                Box::new(Cursor::new(blob.to_vec())),
+                Some(Digest::of(&data)),
+                "l",
+            )
+            .unwrap();
             assert!(read_all(&mut r).is_err());
         }
     }
@@ -256,11 +279,22 @@ mod tests {
     fn case_35_size_mismatch_is_an_error() {
         let data = b"0123456789".to_vec();
         let digest = Digest::of(&data);
-        let mut long = VerifyingReader::new(Cursor::new(data.clone()), digest.clone(), Some(5), "b".into());
+        let mut long = VerifyingReader::new(
+            Cursor::new(data.clone()),
+            digest.clone(),
+            Some(5),
+            "b".into(),
+        );
         assert!(read_all(&mut long).is_err());
-        let mut short = VerifyingReader::new(Cursor::new(data.clone()), digest.clone(), Some(11), "b".into());
+        let mut short = VerifyingReader::new(
+            Cursor::new(data.clone()),
+            digest.clone(),
+            Some(11),
+            "b".into(),
+        );
         assert!(read_all(&mut short).is_err());
-        let mut exact = VerifyingReader::new(Cursor::new(data.clone()), digest, Some(10), "b".into());
+        let mut exact =
+            VerifyingReader::new(Cursor::new(data.clone()), digest, Some(10), "b".into());
         assert_eq!(read_all(&mut exact).unwrap(), data);
     }
 }

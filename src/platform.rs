@@ -45,7 +45,10 @@ impl Platform {
             ),
             "armhf" => ("arm".to_string(), Some("v7".into())),
             "armel" => ("arm".to_string(), Some("v6".into())),
-            "arm" => ("arm".to_string(), Some(variant.unwrap_or_else(|| "v7".into()))),
+            "arm" => (
+                "arm".to_string(),
+                Some(variant.unwrap_or_else(|| "v7".into())),
+            ),
             "i386" | "i686" | "x86" => ("386".to_string(), variant),
             _ => (arch, variant),
         };

@@ -179,7 +179,14 @@ impl FromStr for Reference {
             return Err(invalid(input, "the reference is empty"));
         }
         let (name_and_tag, digest) = match input.split_once('@') {
-            Some((rest, digest)) => (rest, Some(digest.parse::<Digest>().map_err(|e| invalid(input, e.reason))?)),
+            Some((rest, digest)) => (
+                rest,
+                Some(
+                    digest
+                        .parse::<Digest>()
+                        .map_err(|e| invalid(input, e.reason))?,
+                ),
+            ),
             None => (input, None),
         };
         // A tag follows the last ':' only if no '/' comes after it (else the ':' is a port).
@@ -239,7 +246,10 @@ fn validate_registry(input: &str, registry: &str) -> Result<(), ReferenceError> 
     if ok {
         Ok(())
     } else {
-        Err(invalid(input, format!("{registry:?} is not a valid registry host")))
+        Err(invalid(
+            input,
+            format!("{registry:?} is not a valid registry host"),
+        ))
     }
 }
 
@@ -339,9 +349,18 @@ mod tests {
         assert_eq!(r.to_string(), "docker.io/library/alpine:latest");
         assert_eq!(r.api_host(), "registry-1.docker.io");
         assert_eq!(r.manifest_reference(), "latest");
-        assert_eq!(parse("library/alpine:3.20").to_string(), "docker.io/library/alpine:3.20");
-        assert_eq!(parse("docker.io/alpine").to_string(), "docker.io/library/alpine:latest");
-        assert_eq!(parse("index.docker.io/alpine").to_string(), "docker.io/library/alpine:latest");
+        assert_eq!(
+            parse("library/alpine:3.20").to_string(),
+            "docker.io/library/alpine:3.20"
+        );
+        assert_eq!(
+            parse("docker.io/alpine").to_string(),
+            "docker.io/library/alpine:latest"
+        );
+        assert_eq!(
+            parse("index.docker.io/alpine").to_string(),
+            "docker.io/library/alpine:latest"
+        );
         assert_eq!(parse("user/app:v1").to_string(), "docker.io/user/app:v1");
     }
 
@@ -370,7 +389,10 @@ mod tests {
         assert_eq!(r.to_string(), format!("host.example/a/b:tag@sha256:{HEX}"));
         let r = parse(&format!("alpine@sha256:{HEX}"));
         assert_eq!(r.tag(), None);
-        assert_eq!(r.to_string(), format!("docker.io/library/alpine@sha256:{HEX}"));
+        assert_eq!(
+            r.to_string(),
+            format!("docker.io/library/alpine@sha256:{HEX}")
+        );
     }
 
     #[test]
@@ -392,14 +414,22 @@ mod tests {
             format!("alpine@{HEX}"),
             format!("alpine@sha256:{HEX}0"),
         ] {
-            assert!(bad.parse::<Reference>().is_err(), "{bad} should be rejected");
+            assert!(
+                bad.parse::<Reference>().is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
     #[test]
     fn case_37_other_malformed_references() {
-        for bad in ["", "a//b", "-a", "a:", "a:-x", "a/b_", "a/b:ta g", "a/b..c", "a/b___c"] {
-            assert!(bad.parse::<Reference>().is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "", "a//b", "-a", "a:", "a:-x", "a/b_", "a/b:ta g", "a/b..c", "a/b___c",
+        ] {
+            assert!(
+                bad.parse::<Reference>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert_eq!(parse("a/b__c-d--e.f").repository(), "a/b__c-d--e.f");
     }

@@ -46,11 +46,18 @@ impl Content {
             return not_found("NAME_UNKNOWN", "repository name not known to registry");
         };
         if let Some(reference) = rest.strip_prefix("manifests/") {
-            let digest = self.tags.get(reference).cloned().unwrap_or_else(|| reference.to_string());
+            let digest = self
+                .tags
+                .get(reference)
+                .cloned()
+                .unwrap_or_else(|| reference.to_string());
             return match self.blobs.get(&digest) {
                 Some(body) => {
                     let media_type: serde_json::Value = serde_json::from_slice(body).unwrap();
-                    let media_type = media_type["mediaType"].as_str().unwrap_or_default().to_string();
+                    let media_type = media_type["mediaType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     Reply::new(200, body.clone())
                         .header("Content-Type", &media_type)
                         .header("Docker-Content-Digest", &digest)
@@ -69,7 +76,10 @@ impl Content {
 }
 
 fn not_found(code: &str, message: &str) -> Reply {
-    Reply::new(404, json!({"errors": [{"code": code, "message": message}]}).to_string())
+    Reply::new(
+        404,
+        json!({"errors": [{"code": code, "message": message}]}).to_string(),
+    )
 }
 
 fn small_image(dir: &Path) -> Layout {
@@ -86,14 +96,24 @@ fn small_image(dir: &Path) -> Layout {
     )
 }
 
-async fn pull(server: &FakeServer, reference: &str, cache: &Path) -> Result<ResolvedImage, SourceError> {
-    let source: ImageSource = format!("{}/{REPO}:{reference}", server.addr).parse().unwrap();
+async fn pull(
+    server: &FakeServer,
+    reference: &str,
+    cache: &Path,
+) -> Result<ResolvedImage, SourceError> {
+    let source: ImageSource = format!("{}/{REPO}:{reference}", server.addr)
+        .parse()
+        .unwrap();
     resolve(&source, &options(cache)).await
 }
 
 /// A registry that wants `Bearer <token>` where `accept` says the token is good, and
 /// issues `tok-1`, `tok-2`, … from its own `/token` endpoint.
-fn bearer_registry(content: Arc<Content>, challenge: impl Fn(&str) -> String + Send + Sync + 'static, accept: impl Fn(&str, usize) -> bool + Send + Sync + 'static) -> (FakeServer, Arc<AtomicUsize>) {
+fn bearer_registry(
+    content: Arc<Content>,
+    challenge: impl Fn(&str) -> String + Send + Sync + 'static,
+    accept: impl Fn(&str, usize) -> bool + Send + Sync + 'static,
+) -> (FakeServer, Arc<AtomicUsize>) {
     let own_url = Arc::new(OnceLock::<String>::new());
     let issued = Arc::new(AtomicUsize::new(0));
     let served = Arc::new(AtomicUsize::new(0));
@@ -101,7 +121,10 @@ fn bearer_registry(content: Arc<Content>, challenge: impl Fn(&str) -> String + S
     let server = FakeServer::start("127.0.0.1", move |request| {
         if request.path() == "/token" {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            return Reply::new(200, json!({"token": format!("tok-{n}"), "expires_in": 300}).to_string());
+            return Reply::new(
+                200,
+                json!({"token": format!("tok-{n}"), "expires_in": 300}).to_string(),
+            );
         }
         let authorized = request
             .headers
@@ -110,8 +133,12 @@ fn bearer_registry(content: Arc<Content>, challenge: impl Fn(&str) -> String + S
             .is_some_and(|token| accept(token, served.fetch_add(1, Ordering::SeqCst)));
         if !authorized {
             let realm = format!("{}/token", url.get().unwrap());
-            return Reply::new(401, json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}).to_string())
-                .header("WWW-Authenticate", &challenge(&realm));
+            return Reply::new(
+                401,
+                json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})
+                    .to_string(),
+            )
+            .header("WWW-Authenticate", &challenge(&realm));
         }
         content.reply(request)
     });
@@ -125,16 +152,34 @@ async fn case_40_bearer_challenge_with_quoted_parameters() {
     let layout = small_image(&work.path().join("layout"));
     let (server, issued) = bearer_registry(
         Content::from_layout(&layout, "v1"),
-        |realm| format!(r#"Bearer realm="{realm}",service="fake.registry",scope="repository:{REPO}:pull""#),
+        |realm| {
+            format!(
+                r#"Bearer realm="{realm}",service="fake.registry",scope="repository:{REPO}:pull""#
+            )
+        },
         |token, _| token == "tok-1",
     );
     let image = pull(&server, "v1", &work.path().join("c")).await.unwrap();
     assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
-    assert_eq!(issued.load(Ordering::SeqCst), 1, "one token serves every request");
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        1,
+        "one token serves every request"
+    );
     let token_requests = server.requests("/token");
-    assert!(token_requests[0].target.contains("service=fake.registry"), "{:?}", token_requests[0]);
-    assert!(token_requests[0].target.contains("scope=repository%3Atest%2Fimg%3Apull"), "{:?}", token_requests[0]);
-    assert!(token_requests[0].headers.get("authorization").is_none());
+    assert!(
+        token_requests[0].target.contains("service=fake.registry"),
+        "{:?}",
+        token_requests[0]
+    );
+    assert!(
+        token_requests[0]
+            .target
+            .contains("scope=repository%3Atest%2Fimg%3Apull"),
+        "{:?}",
+        token_requests[0]
+    );
+    assert!(!token_requests[0].headers.contains_key("authorization"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,9 +195,17 @@ async fn case_40_bearer_challenge_with_unquoted_parameters() {
     assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
     assert_eq!(issued.load(Ordering::SeqCst), 1);
     let token_request = &server.requests("/token")[0];
-    assert!(token_request.target.contains("service=unquoted"), "{token_request:?}");
+    assert!(
+        token_request.target.contains("service=unquoted"),
+        "{token_request:?}"
+    );
     // No scope in the challenge: the client asks for pull access to the repository.
-    assert!(token_request.target.contains("scope=repository%3Atest%2Fimg%3Apull"), "{token_request:?}");
+    assert!(
+        token_request
+            .target
+            .contains("scope=repository%3Atest%2Fimg%3Apull"),
+        "{token_request:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +220,11 @@ async fn case_40_expired_token_is_refreshed() {
     );
     let image = pull(&server, "v1", &work.path().join("c")).await.unwrap();
     assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
-    assert_eq!(issued.load(Ordering::SeqCst), 2, "the expired token was replaced once");
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "the expired token was replaced once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +242,10 @@ async fn case_41_cross_host_redirect_drops_authorization() {
         }
     });
     let storage_url = storage.url();
-    let redirecting = Arc::new(Content { blobs: content.blobs.clone(), tags: content.tags.clone() });
+    let redirecting = Arc::new(Content {
+        blobs: content.blobs.clone(),
+        tags: content.tags.clone(),
+    });
     // The registry authorizes with a bearer token and redirects blob requests to storage.
     let own_url = Arc::new(OnceLock::<String>::new());
     let url = own_url.clone();
@@ -195,10 +255,13 @@ async fn case_41_cross_host_redirect_drops_authorization() {
         }
         if request.headers.get("authorization").map(String::as_str) != Some("Bearer tok-1") {
             let realm = format!("{}/token", url.get().unwrap());
-            return Reply::new(401, "").header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}""#));
+            return Reply::new(401, "")
+                .header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}""#));
         }
         match request.path().split_once("/blobs/") {
-            Some((_, digest)) => Reply::new(307, "").header("Location", &format!("{storage_url}/storage/{digest}")),
+            Some((_, digest)) => {
+                Reply::new(307, "").header("Location", &format!("{storage_url}/storage/{digest}"))
+            }
             None => redirecting.reply(request),
         }
     });
@@ -208,11 +271,16 @@ async fn case_41_cross_host_redirect_drops_authorization() {
     assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
     let registry_blob_requests = server.requests("/blobs/");
     assert_eq!(registry_blob_requests.len(), 3, "config + 2 layers");
-    assert!(registry_blob_requests.iter().all(|r| r.headers.get("authorization").is_some()));
+    assert!(registry_blob_requests
+        .iter()
+        .all(|r| r.headers.contains_key("authorization")));
     let storage_requests = storage.requests("/storage/");
     assert_eq!(storage_requests.len(), 3);
     for request in storage_requests {
-        assert!(request.headers.get("authorization").is_none(), "credentials leaked to another host: {request:?}");
+        assert!(
+            !request.headers.contains_key("authorization"),
+            "credentials leaked to another host: {request:?}"
+        );
     }
 }
 
@@ -226,14 +294,21 @@ async fn case_42_429_with_retry_after_is_retried() {
     let counter = refusals.clone();
     let server = FakeServer::start("127.0.0.1", move |request| {
         if request.path().ends_with(&target) && counter.fetch_add(1, Ordering::SeqCst) < 2 {
-            return Reply::new(429, json!({"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]}).to_string())
-                .header("Retry-After", "1");
+            return Reply::new(
+                429,
+                json!({"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]})
+                    .to_string(),
+            )
+            .header("Retry-After", "1");
         }
         content.reply(request)
     });
     let started = Instant::now();
     let image = pull(&server, "v1", &work.path().join("c")).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was honoured"
+    );
     assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
     assert_eq!(server.requests(&layout.images[0].layer_digests[1]).len(), 3);
 }
@@ -241,14 +316,23 @@ async fn case_42_429_with_retry_after_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_42_endless_429_gives_up_within_the_bound() {
     let work = tempfile::tempdir().unwrap();
-    let server = FakeServer::start("127.0.0.1", |_| Reply::new(429, "").header("Retry-After", "1"));
+    let server = FakeServer::start("127.0.0.1", |_| {
+        Reply::new(429, "").header("Retry-After", "1")
+    });
     let started = Instant::now();
-    let err = pull(&server, "v1", &work.path().join("c")).await.unwrap_err();
-    assert!(matches!(err, SourceError::TooManyRequests { attempts: 5, .. }), "{err}");
+    let err = pull(&server, "v1", &work.path().join("c"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SourceError::TooManyRequests { attempts: 5, .. }),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(server.requests("/manifests/").len(), 5);
     // A Retry-After beyond the total bound fails at once instead of sleeping.
-    let server = FakeServer::start("127.0.0.1", |_| Reply::new(429, "").header("Retry-After", "3600"));
+    let server = FakeServer::start("127.0.0.1", |_| {
+        Reply::new(429, "").header("Retry-After", "3600")
+    });
     let started = Instant::now();
     assert!(pull(&server, "v1", &work.path().join("c")).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -260,16 +344,33 @@ async fn case_42_errors_quote_the_registry_message() {
     let layout = small_image(&work.path().join("layout"));
     let content = Content::from_layout(&layout, "v1");
     let server = FakeServer::start("127.0.0.1", move |request| content.reply(request));
-    let err = pull(&server, "nope", &work.path().join("c")).await.unwrap_err().to_string();
-    assert!(err.contains("404") && err.contains("MANIFEST_UNKNOWN: manifest unknown"), "{err}");
+    let err = pull(&server, "nope", &work.path().join("c"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("MANIFEST_UNKNOWN: manifest unknown"),
+        "{err}"
+    );
 
-    let server = FakeServer::start("127.0.0.1", |_| Reply::new(503, "backend storage is on fire"));
-    let err = pull(&server, "v1", &work.path().join("c")).await.unwrap_err().to_string();
-    assert!(err.contains("503") && err.contains("backend storage is on fire"), "{err}");
+    let server = FakeServer::start("127.0.0.1", |_| {
+        Reply::new(503, "backend storage is on fire")
+    });
+    let err = pull(&server, "v1", &work.path().join("c"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("503") && err.contains("backend storage is on fire"),
+        "{err}"
+    );
 }
 
 /// Serves the image but passes the chosen layer's body through `mangle`.
-fn mangling_registry(layout: &Layout, mangle: impl Fn(Reply, usize) -> Reply + Send + Sync + 'static) -> FakeServer {
+fn mangling_registry(
+    layout: &Layout,
+    mangle: impl Fn(Reply, usize) -> Reply + Send + Sync + 'static,
+) -> FakeServer {
     let content = Content::from_layout(layout, "v1");
     let target = layout.images[0].layer_digests[1].clone();
     let count = AtomicUsize::new(0);
@@ -286,8 +387,14 @@ fn mangling_registry(layout: &Layout, mangle: impl Fn(Reply, usize) -> Reply + S
 fn assert_layer_not_cached(layout: &Layout, cache: &Path) {
     let entries = cache_entries(cache);
     let hex = &layout.images[0].layer_digests[1][7..];
-    assert!(!entries.iter().any(|e| e == hex), "bad blob cached: {entries:?}");
-    assert!(!entries.iter().any(|e| e.starts_with(".tmp")), "temp file left: {entries:?}");
+    assert!(
+        !entries.iter().any(|e| e == hex),
+        "bad blob cached: {entries:?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.starts_with(".tmp")),
+        "temp file left: {entries:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +409,10 @@ async fn case_43_corrupt_blob_never_enters_the_cache() {
     let cache = work.path().join("c");
     let err = pull(&server, "v1", &cache).await.unwrap_err();
     assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&layout.images[0].layer_digests[1]), "{err}");
+    assert!(
+        err.to_string().contains(&layout.images[0].layer_digests[1]),
+        "{err}"
+    );
     assert_layer_not_cached(&layout, &cache);
 }
 
@@ -318,7 +428,11 @@ async fn case_43_truncated_blob_never_enters_the_cache() {
     let cache = work.path().join("c");
     let err = pull(&server, "v1", &cache).await.unwrap_err();
     assert!(matches!(err, SourceError::Http { .. }), "{err}");
-    assert_eq!(server.requests(&layout.images[0].layer_digests[1]).len(), 3, "restarted, then gave up");
+    assert_eq!(
+        server.requests(&layout.images[0].layer_digests[1]).len(),
+        3,
+        "restarted, then gave up"
+    );
     assert_layer_not_cached(&layout, &cache);
 
     // A body that is complete as HTTP but shorter than the descriptor says.
@@ -356,8 +470,16 @@ async fn case_44_second_pull_does_not_fetch_cached_blobs() {
     pull(&server, "v1", &cache).await.unwrap();
     assert_eq!(server.requests("/blobs/").len(), 3);
     let image = pull(&server, "v1", &cache).await.unwrap();
-    assert_eq!(server.requests("/blobs/").len(), 3, "no blob was fetched again");
-    assert_eq!(server.requests("/manifests/v1").len(), 2, "the tag is re-resolved");
+    assert_eq!(
+        server.requests("/blobs/").len(),
+        3,
+        "no blob was fetched again"
+    );
+    assert_eq!(
+        server.requests("/manifests/v1").len(),
+        2,
+        "the tag is re-resolved"
+    );
     assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
 }
 
@@ -365,10 +487,18 @@ async fn case_44_second_pull_does_not_fetch_cached_blobs() {
 async fn case_39_schema1_manifest_is_a_clear_error() {
     let work = tempfile::tempdir().unwrap();
     let server = FakeServer::start("127.0.0.1", |_| {
-        Reply::new(200, r#"{"schemaVersion":1,"name":"test/img","tag":"v1","fsLayers":[],"history":[]}"#)
-            .header("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+        Reply::new(
+            200,
+            r#"{"schemaVersion":1,"name":"test/img","tag":"v1","fsLayers":[],"history":[]}"#,
+        )
+        .header(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        )
     });
-    let err = pull(&server, "v1", &work.path().join("c")).await.unwrap_err();
+    let err = pull(&server, "v1", &work.path().join("c"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SourceError::Schema1 { .. }), "{err}");
     assert!(err.to_string().contains("schema 1"), "{err}");
 }
@@ -383,7 +513,8 @@ fn index_blob(layout: &Path, entries: &[(Option<&str>, &str, u64, &str)]) -> (St
                 let parts: Vec<&str> = p.split('/').collect();
                 entry["platform"] = json!({"os": parts[0], "architecture": parts[1]});
                 if parts[0] == "unknown" {
-                    entry["annotations"] = json!({"vnd.docker.reference.type": "attestation-manifest"});
+                    entry["annotations"] =
+                        json!({"vnd.docker.reference.type": "attestation-manifest"});
                 }
             }
             entry
@@ -406,8 +537,18 @@ async fn case_38_nested_index_with_attestations_resolves_amd64() {
     let (inner, inner_size) = index_blob(
         &dir,
         &[
-            (Some("unknown/unknown"), &attestation, attestation_size, OCI_MANIFEST),
-            (Some("linux/amd64"), &image.manifest_digest, image.manifest_size, OCI_MANIFEST),
+            (
+                Some("unknown/unknown"),
+                &attestation,
+                attestation_size,
+                OCI_MANIFEST,
+            ),
+            (
+                Some("linux/amd64"),
+                &image.manifest_digest,
+                image.manifest_size,
+                OCI_MANIFEST,
+            ),
         ],
     );
     let (outer, _) = index_blob(&dir, &[(None, &inner, inner_size, OCI_INDEX)]);
@@ -415,9 +556,15 @@ async fn case_38_nested_index_with_attestations_resolves_amd64() {
     let content = Content::from_layout(&layout, "v1");
     let server = FakeServer::start("127.0.0.1", move |request| content.reply(request));
     let resolved = pull(&server, "v1", &work.path().join("c")).await.unwrap();
-    assert_eq!(resolved.manifest_digest.as_ref().map(|d| d.to_string()), Some(outer));
+    assert_eq!(
+        resolved.manifest_digest.as_ref().map(|d| d.to_string()),
+        Some(outer)
+    );
     assert_eq!(read_layers(&resolved).unwrap(), image.layer_tars);
-    assert!(server.requests(&attestation).is_empty(), "attestation was never fetched");
+    assert!(
+        server.requests(&attestation).is_empty(),
+        "attestation was never fetched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,17 +576,37 @@ async fn case_38_index_without_amd64_names_what_exists() {
     let (top, _) = index_blob(
         &dir,
         &[
-            (Some("linux/arm64"), &image.manifest_digest, image.manifest_size, OCI_MANIFEST),
-            (Some("linux/s390x"), &image.manifest_digest, image.manifest_size, OCI_MANIFEST),
+            (
+                Some("linux/arm64"),
+                &image.manifest_digest,
+                image.manifest_size,
+                OCI_MANIFEST,
+            ),
+            (
+                Some("linux/s390x"),
+                &image.manifest_digest,
+                image.manifest_size,
+                OCI_MANIFEST,
+            ),
             (Some("unknown/unknown"), &sha256(b"x"), 1, OCI_MANIFEST),
         ],
     );
     layout.top_digest = top;
     let content = Content::from_layout(&layout, "v1");
     let server = FakeServer::start("127.0.0.1", move |request| content.reply(request));
-    let err = pull(&server, "v1", &work.path().join("c")).await.unwrap_err();
-    assert!(matches!(err, SourceError::NoMatchingPlatform { .. }), "{err}");
+    let err = pull(&server, "v1", &work.path().join("c"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SourceError::NoMatchingPlatform { .. }),
+        "{err}"
+    );
     let text = err.to_string();
-    assert!(text.contains("linux/amd64") && text.contains("linux/arm64") && text.contains("linux/s390x"), "{text}");
+    assert!(
+        text.contains("linux/amd64")
+            && text.contains("linux/arm64")
+            && text.contains("linux/s390x"),
+        "{text}"
+    );
     assert!(!text.contains("unknown"), "{text}");
 }

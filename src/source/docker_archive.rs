@@ -55,13 +55,20 @@ struct Archive {
 impl Archive {
     fn scan(path: &Path) -> Result<Self, SourceError> {
         let what = format!("docker-archive:{}", path.display());
-        let file = File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
+        let file =
+            File::open(path).map_err(SourceError::io(format!("opening {}", path.display())))?;
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
-        let entries = archive.entries().map_err(SourceError::io(format!("{what}: reading the tar")))?;
+        let entries = archive
+            .entries()
+            .map_err(SourceError::io(format!("{what}: reading the tar")))?;
         for entry in entries {
             let entry = entry.map_err(SourceError::io(format!("{what}: reading the tar")))?;
-            let name = normalize(&entry.path().map_err(SourceError::io(format!("{what}: member name")))?);
+            let name = normalize(
+                &entry
+                    .path()
+                    .map_err(SourceError::io(format!("{what}: member name")))?,
+            );
             let kind = entry.header().entry_type();
             let member = if kind.is_file() {
                 Member::File {
@@ -69,7 +76,10 @@ impl Archive {
                     len: entry.size(),
                 }
             } else if kind.is_symlink() {
-                match entry.link_name().map_err(SourceError::io(format!("{what}: link name")))? {
+                match entry
+                    .link_name()
+                    .map_err(SourceError::io(format!("{what}: link name")))?
+                {
                     Some(target) => {
                         let base = name.parent().unwrap_or(Path::new(""));
                         Member::Symlink(normalize(&base.join(target)))
@@ -113,9 +123,12 @@ impl Archive {
             });
         }
         let mut file = File::open(&self.path).map_err(SourceError::io(what.clone()))?;
-        file.seek(SeekFrom::Start(offset)).map_err(SourceError::io(what.clone()))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(SourceError::io(what.clone()))?;
         let mut bytes = Vec::with_capacity(len as usize);
-        file.take(len).read_to_end(&mut bytes).map_err(SourceError::io(what.clone()))?;
+        file.take(len)
+            .read_to_end(&mut bytes)
+            .map_err(SourceError::io(what.clone()))?;
         if bytes.len() as u64 != len {
             return Err(SourceError::Corrupt {
                 what,
@@ -156,7 +169,10 @@ pub fn resolve(path: &Path) -> Result<ResolvedImage, SourceError> {
             })
         }
         several => {
-            let tags: Vec<String> = several.iter().flat_map(|e| e.repo_tags.clone().unwrap_or_default()).collect();
+            let tags: Vec<String> = several
+                .iter()
+                .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+                .collect();
             return Err(SourceError::NotFound {
                 what: reference,
                 reason: format!(
@@ -169,7 +185,12 @@ pub fn resolve(path: &Path) -> Result<ResolvedImage, SourceError> {
     };
     let config_bytes = archive.read(&entry.config)?;
     if let Some(digest) = digest_from_member_name(&entry.config) {
-        super::oci_layout::verify(&config_bytes, &digest, config_bytes.len() as u64, &format!("{reference}: config"))?;
+        super::oci_layout::verify(
+            &config_bytes,
+            &digest,
+            config_bytes.len() as u64,
+            &format!("{reference}: config"),
+        )?;
     }
     let config = manifest::parse_config(&config_bytes, &format!("{reference}: config"))?;
     check_layer_count(entry.layers.len(), &config, &reference)?;

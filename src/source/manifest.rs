@@ -67,15 +67,18 @@ impl Descriptor {
     pub fn digest(&self, what: &str) -> Result<Digest, SourceError> {
         self.digest
             .parse()
-            .map_err(|e: crate::reference::ReferenceError| SourceError::InvalidManifest {
-                what: what.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(
+                |e: crate::reference::ReferenceError| SourceError::InvalidManifest {
+                    what: what.to_string(),
+                    reason: e.to_string(),
+                },
+            )
     }
 
     /// Attestation and other non-image entries buildkit puts into indexes.
     fn is_attestation(&self) -> bool {
-        self.annotations.contains_key(DOCKER_REFERENCE_TYPE_ANNOTATION)
+        self.annotations
+            .contains_key(DOCKER_REFERENCE_TYPE_ANNOTATION)
             || self
                 .platform
                 .as_ref()
@@ -132,7 +135,11 @@ fn invalid(what: &str, reason: impl std::fmt::Display) -> SourceError {
 
 /// Parses a manifest or index. `content_type` is the registry's `Content-Type` or the
 /// descriptor's media type, used when the document does not name its own.
-pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<Manifest, SourceError> {
+pub fn parse_manifest(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    what: &str,
+) -> Result<Manifest, SourceError> {
     let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| invalid(what, e))?;
     let media_type = envelope
         .media_type
@@ -159,9 +166,12 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>, what: &str) -> R
         }
     };
     if is_index {
-        Ok(Manifest::Index(serde_json::from_slice(bytes).map_err(|e| invalid(what, e))?))
+        Ok(Manifest::Index(
+            serde_json::from_slice(bytes).map_err(|e| invalid(what, e))?,
+        ))
     } else {
-        let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(|e| invalid(what, e))?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(bytes).map_err(|e| invalid(what, e))?;
         for layer in &manifest.layers {
             check_layer_media_type(layer, what)?;
         }
@@ -182,7 +192,11 @@ fn check_layer_media_type(layer: &Descriptor, what: &str) -> Result<(), SourceEr
 
 /// Picks the entry of `index` for `wanted`, skipping attestations. With no match the
 /// error lists every platform the index offers.
-pub fn select_platform<'a>(index: &'a Index, wanted: &Platform, what: &str) -> Result<&'a Descriptor, SourceError> {
+pub fn select_platform<'a>(
+    index: &'a Index,
+    wanted: &Platform,
+    what: &str,
+) -> Result<&'a Descriptor, SourceError> {
     let candidates = || index.manifests.iter().filter(|d| !d.is_attestation());
     let matching = candidates().find(|d| d.platform.as_ref().is_some_and(|p| wanted.matches(p)));
     if let Some(found) = matching {
@@ -200,7 +214,11 @@ pub fn select_platform<'a>(index: &'a Index, wanted: &Platform, what: &str) -> R
         wanted: wanted.to_string(),
         available: all
             .iter()
-            .map(|d| d.platform.as_ref().map_or_else(|| "(unspecified)".to_string(), Platform::to_string))
+            .map(|d| {
+                d.platform
+                    .as_ref()
+                    .map_or_else(|| "(unspecified)".to_string(), Platform::to_string)
+            })
             .collect(),
     })
 }
@@ -286,7 +304,8 @@ mod tests {
     }
 
     fn index(entries: Vec<serde_json::Value>) -> Index {
-        let doc = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
+        let doc =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
         match parse_manifest(doc.to_string().as_bytes(), None, "t").unwrap() {
             Manifest::Index(i) => i,
             Manifest::Image(_) => panic!("parsed as image"),
@@ -297,7 +316,10 @@ mod tests {
     fn case_38_attestations_are_skipped() {
         let idx = index(vec![
             entry("unknown/unknown", &[]),
-            entry("linux/amd64", &[("vnd.docker.reference.type", "attestation-manifest")]),
+            entry(
+                "linux/amd64",
+                &[("vnd.docker.reference.type", "attestation-manifest")],
+            ),
             entry("linux/arm64/v8", &[]),
             entry("linux/x86_64", &[]),
         ]);
@@ -307,10 +329,22 @@ mod tests {
 
     #[test]
     fn case_38_no_match_lists_the_offered_platforms() {
-        let idx = index(vec![entry("linux/arm64/v8", &[]), entry("linux/s390x", &[]), entry("unknown/unknown", &[])]);
-        let err = select_platform(&idx, &Platform::default(), "img").unwrap_err().to_string();
-        assert!(err.contains("linux/arm64/v8") && err.contains("linux/s390x"), "{err}");
-        assert!(err.contains("linux/amd64") && !err.contains("unknown"), "{err}");
+        let idx = index(vec![
+            entry("linux/arm64/v8", &[]),
+            entry("linux/s390x", &[]),
+            entry("unknown/unknown", &[]),
+        ]);
+        let err = select_platform(&idx, &Platform::default(), "img")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("linux/arm64/v8") && err.contains("linux/s390x"),
+            "{err}"
+        );
+        assert!(
+            err.contains("linux/amd64") && !err.contains("unknown"),
+            "{err}"
+        );
     }
 
     #[test]

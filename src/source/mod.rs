@@ -114,7 +114,15 @@ impl FromStr for ImageSource {
             };
         }
         if let Some((transport, _)) = s.split_once(':') {
-            if ["dir", "containers-storage", "docker-daemon", "oci-archive", "sif"].contains(&transport) {
+            if [
+                "dir",
+                "containers-storage",
+                "docker-daemon",
+                "oci-archive",
+                "sif",
+            ]
+            .contains(&transport)
+            {
                 return Err(bad(
                     "unsupported transport; use docker://, oci:, docker-archive: or tar:",
                 ));
@@ -304,17 +312,21 @@ impl LayerRef {
             BlobLocation::File(path) => Box::new(
                 File::open(path).map_err(io_err(format!("{name}: opening {}", path.display())))?,
             ),
-            BlobLocation::Member { archive, offset, len } => {
-                let mut file =
-                    File::open(archive).map_err(io_err(format!("{name}: opening {}", archive.display())))?;
+            BlobLocation::Member {
+                archive,
+                offset,
+                len,
+            } => {
+                let mut file = File::open(archive)
+                    .map_err(io_err(format!("{name}: opening {}", archive.display())))?;
                 file.seek(SeekFrom::Start(*offset))
                     .map_err(io_err(format!("{name}: seeking in {}", archive.display())))?;
                 Box::new(file.take(*len))
             }
             BlobLocation::Stdin => Box::new(io::stdin()),
-            BlobLocation::Reader(reader) => reader.take().ok_or_else(|| SourceError::AlreadyConsumed {
-                what: name.clone(),
-            })?,
+            BlobLocation::Reader(reader) => reader
+                .take()
+                .ok_or_else(|| SourceError::AlreadyConsumed { what: name.clone() })?,
         };
         let raw: Box<dyn Read + Send> = match &self.digest {
             Some(digest) => Box::new(VerifyingReader::new(
@@ -325,7 +337,8 @@ impl LayerRef {
             )),
             None => raw,
         };
-        layer::decompress(raw, self.diff_id.clone(), &name).map_err(io_err(format!("{name}: reading")))
+        layer::decompress(raw, self.diff_id.clone(), &name)
+            .map_err(io_err(format!("{name}: reading")))
     }
 }
 
@@ -453,7 +466,10 @@ impl SourceError {
 /// Resolves `source` into its config and layers. Registry blobs are downloaded into
 /// the cache first (concurrently, each verified for size and sha256); local sources
 /// are read in place and verified as they are streamed.
-pub async fn resolve(source: &ImageSource, opts: &ResolveOptions) -> Result<ResolvedImage, SourceError> {
+pub async fn resolve(
+    source: &ImageSource,
+    opts: &ResolveOptions,
+) -> Result<ResolvedImage, SourceError> {
     match source {
         ImageSource::Registry(reference) => registry::resolve(reference, opts).await,
         ImageSource::OciLayout { dir, tag } => {
@@ -477,7 +493,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Pairs manifest layers with config diff_ids, which must agree in number.
-pub(crate) fn check_layer_count(layers: usize, config: &ImageConfig, what: &str) -> Result<(), SourceError> {
+pub(crate) fn check_layer_count(
+    layers: usize,
+    config: &ImageConfig,
+    what: &str,
+) -> Result<(), SourceError> {
     if layers != config.diff_ids.len() {
         return Err(SourceError::InvalidManifest {
             what: what.to_string(),
@@ -496,15 +516,39 @@ mod tests {
 
     #[test]
     fn source_strings() {
-        let parse = |s: &str| s.parse::<ImageSource>().unwrap_or_else(|e| panic!("{s}: {e}"));
-        assert!(matches!(parse("alpine"), ImageSource::Registry(r) if r.to_string() == "docker.io/library/alpine:latest"));
-        assert!(matches!(parse("docker://localhost:5000/x:1"), ImageSource::Registry(r) if r.registry() == "localhost:5000"));
-        assert!(matches!(parse("oci:/tmp/l:v1"), ImageSource::OciLayout { dir, tag } if dir == Path::new("/tmp/l") && tag.as_deref() == Some("v1")));
-        assert!(matches!(parse("oci:l"), ImageSource::OciLayout { tag: None, .. }));
-        assert!(matches!(parse("docker-archive:a.tar"), ImageSource::DockerArchive(p) if p == Path::new("a.tar")));
+        let parse = |s: &str| {
+            s.parse::<ImageSource>()
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+        };
+        assert!(
+            matches!(parse("alpine"), ImageSource::Registry(r) if r.to_string() == "docker.io/library/alpine:latest")
+        );
+        assert!(
+            matches!(parse("docker://localhost:5000/x:1"), ImageSource::Registry(r) if r.registry() == "localhost:5000")
+        );
+        assert!(
+            matches!(parse("oci:/tmp/l:v1"), ImageSource::OciLayout { dir, tag } if dir == Path::new("/tmp/l") && tag.as_deref() == Some("v1"))
+        );
+        assert!(matches!(
+            parse("oci:l"),
+            ImageSource::OciLayout { tag: None, .. }
+        ));
+        assert!(
+            matches!(parse("docker-archive:a.tar"), ImageSource::DockerArchive(p) if p == Path::new("a.tar"))
+        );
         assert!(matches!(parse("tar:-"), ImageSource::Tar(TarInput::Stdin)));
-        assert!(matches!(parse("tar:r.tar.zst"), ImageSource::Tar(TarInput::Path(_))));
-        for bad in ["tar:", "oci:", "oci:d:", "docker-archive:", "dir:/x", "docker://Up/X"] {
+        assert!(matches!(
+            parse("tar:r.tar.zst"),
+            ImageSource::Tar(TarInput::Path(_))
+        ));
+        for bad in [
+            "tar:",
+            "oci:",
+            "oci:d:",
+            "docker-archive:",
+            "dir:/x",
+            "docker://Up/X",
+        ] {
             assert!(bad.parse::<ImageSource>().is_err(), "{bad}");
         }
     }

@@ -28,12 +28,20 @@ fn read_blob(dir: &Path, desc: &Descriptor, what: &str) -> Result<(Digest, Vec<u
         });
     }
     let path = blob_path(dir, &digest);
-    let bytes = fs::read(&path).map_err(SourceError::io(format!("{what}: reading {}", path.display())))?;
+    let bytes = fs::read(&path).map_err(SourceError::io(format!(
+        "{what}: reading {}",
+        path.display()
+    )))?;
     verify(&bytes, &digest, desc.size, what)?;
     Ok((digest, bytes))
 }
 
-pub(crate) fn verify(bytes: &[u8], digest: &Digest, size: u64, what: &str) -> Result<(), SourceError> {
+pub(crate) fn verify(
+    bytes: &[u8],
+    digest: &Digest,
+    size: u64,
+    what: &str,
+) -> Result<(), SourceError> {
     if bytes.len() as u64 != size {
         return Err(SourceError::Corrupt {
             what: what.to_string(),
@@ -52,7 +60,11 @@ pub(crate) fn verify(bytes: &[u8], digest: &Digest, size: u64, what: &str) -> Re
 
 /// Resolves the layout at `dir`, picking the entry tagged `tag` (or the only one) and
 /// then the `platform` entry of any index.
-pub fn resolve(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<ResolvedImage, SourceError> {
+pub fn resolve(
+    dir: &Path,
+    tag: Option<&str>,
+    platform: &Platform,
+) -> Result<ResolvedImage, SourceError> {
     let what = format!("oci:{}", dir.display());
     let marker = dir.join("oci-layout");
     if !marker.is_file() {
@@ -62,8 +74,8 @@ pub fn resolve(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Res
         });
     }
     let index_path = dir.join("index.json");
-    let index_bytes =
-        fs::read(&index_path).map_err(SourceError::io(format!("reading {}", index_path.display())))?;
+    let index_bytes = fs::read(&index_path)
+        .map_err(SourceError::io(format!("reading {}", index_path.display())))?;
     let index = match manifest::parse_manifest(&index_bytes, Some(manifest::OCI_INDEX), &what)? {
         Manifest::Index(index) => index,
         Manifest::Image(_) => {
@@ -95,7 +107,10 @@ pub fn resolve(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Res
         None => {
             return Err(SourceError::NotFound {
                 what,
-                reason: format!("several images; name one as oci:DIR:TAG (tags: {})", list(&tags)),
+                reason: format!(
+                    "several images; name one as oci:DIR:TAG (tags: {})",
+                    list(&tags)
+                ),
             })
         }
     };
@@ -103,7 +118,11 @@ pub fn resolve(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Res
     let mut manifest_digest = None;
     let mut depth = 0;
     loop {
-        let (digest, bytes) = read_blob(dir, &entry, &format!("{reference}: manifest {}", entry.digest))?;
+        let (digest, bytes) = read_blob(
+            dir,
+            &entry,
+            &format!("{reference}: manifest {}", entry.digest),
+        )?;
         manifest_digest.get_or_insert(digest);
         match manifest::parse_manifest(&bytes, Some(&entry.media_type), &reference)? {
             Manifest::Index(nested) if depth < MAX_INDEX_DEPTH => {
@@ -118,8 +137,10 @@ pub fn resolve(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Res
                 })
             }
             Manifest::Image(image) => {
-                let (_, config_bytes) = read_blob(dir, &image.config, &format!("{reference}: config"))?;
-                let config = manifest::parse_config(&config_bytes, &format!("{reference}: config"))?;
+                let (_, config_bytes) =
+                    read_blob(dir, &image.config, &format!("{reference}: config"))?;
+                let config =
+                    manifest::parse_config(&config_bytes, &format!("{reference}: config"))?;
                 check_layer_count(image.layers.len(), &config, &reference)?;
                 let layers = image
                     .layers

@@ -17,7 +17,10 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
 use super::manifest::{self, Descriptor, Manifest};
-use super::{check_layer_count, BlobLocation, LayerRef, ProgressEvent, ResolveOptions, ResolvedImage, SourceError};
+use super::{
+    check_layer_count, BlobLocation, LayerRef, ProgressEvent, ResolveOptions, ResolvedImage,
+    SourceError,
+};
 use crate::cache::{BlobCache, InsertError};
 use crate::reference::{Digest, Reference};
 
@@ -37,14 +40,27 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
 /// Resolves `reference` and downloads its config and layers into the cache.
-pub async fn resolve(reference: &Reference, opts: &ResolveOptions) -> Result<ResolvedImage, SourceError> {
-    let cache = BlobCache::open(&opts.cache_dir)
-        .map_err(SourceError::io(format!("opening the cache in {}", opts.cache_dir.display())))?;
+pub async fn resolve(
+    reference: &Reference,
+    opts: &ResolveOptions,
+) -> Result<ResolvedImage, SourceError> {
+    let cache = BlobCache::open(&opts.cache_dir).map_err(SourceError::io(format!(
+        "opening the cache in {}",
+        opts.cache_dir.display()
+    )))?;
     let client = Arc::new(RegistryClient::new(reference, opts)?);
     let what = reference.to_string();
 
     let expected = reference.digest().map(|d| (d.clone(), None));
-    let (digest, mut current) = fetch_manifest(&client, &cache, &reference.manifest_reference(), expected, None, &what).await?;
+    let (digest, mut current) = fetch_manifest(
+        &client,
+        &cache,
+        &reference.manifest_reference(),
+        expected,
+        None,
+        &what,
+    )
+    .await?;
     let manifest_digest = Some(digest);
     let mut chosen_platform = None;
     let mut depth = 0;
@@ -63,16 +79,35 @@ pub async fn resolve(reference: &Reference, opts: &ResolveOptions) -> Result<Res
                 let digest = entry.digest(&what)?;
                 let expected = Some((digest.clone(), Some(entry.size)));
                 let media_type = Some(entry.media_type.clone()).filter(|m| !m.is_empty());
-                current = fetch_manifest(&client, &cache, &digest.to_string(), expected, media_type, &what).await?.1;
+                current = fetch_manifest(
+                    &client,
+                    &cache,
+                    &digest.to_string(),
+                    expected,
+                    media_type,
+                    &what,
+                )
+                .await?
+                .1;
                 depth += 1;
             }
         }
     };
 
-    let config_path = ensure_blob(&client, &cache, &image.config, opts, &format!("{what}: config")).await?;
+    let config_path = ensure_blob(
+        &client,
+        &cache,
+        &image.config,
+        opts,
+        &format!("{what}: config"),
+    )
+    .await?;
     let config_bytes = tokio::fs::read(&config_path)
         .await
-        .map_err(SourceError::io(format!("reading {}", config_path.display())))?;
+        .map_err(SourceError::io(format!(
+            "reading {}",
+            config_path.display()
+        )))?;
     let config = manifest::parse_config(&config_bytes, &format!("{what}: config"))?;
     check_layer_count(image.layers.len(), &config, &what)?;
 
@@ -114,12 +149,19 @@ async fn download_layers(
     let permits = Arc::new(Semaphore::new(opts.max_concurrent_downloads.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, desc) in layers.iter().enumerate() {
-        let (client, cache, desc, opts, permits) =
-            (client.clone(), cache.clone(), desc.clone(), opts.clone(), permits.clone());
+        let (client, cache, desc, opts, permits) = (
+            client.clone(),
+            cache.clone(),
+            desc.clone(),
+            opts.clone(),
+            permits.clone(),
+        );
         let label = format!("{what}: layer {index} ({})", desc.digest);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            ensure_blob(&client, &cache, &desc, &opts, &label).await.map(|path| (index, path))
+            ensure_blob(&client, &cache, &desc, &opts, &label)
+                .await
+                .map(|path| (index, path))
         });
     }
     let mut paths = vec![PathBuf::new(); layers.len()];
@@ -159,7 +201,10 @@ async fn fetch_manifest(
                 .await
                 .map_err(SourceError::io(format!("reading {}", path.display())))?;
             if &Digest::of(&bytes) == digest {
-                return Ok((digest.clone(), manifest::parse_manifest(&bytes, media_type.as_deref(), what)?));
+                return Ok((
+                    digest.clone(),
+                    manifest::parse_manifest(&bytes, media_type.as_deref(), what)?,
+                ));
             }
         }
     }
@@ -177,16 +222,29 @@ async fn fetch_manifest(
         if &actual != digest || !size_ok {
             return Err(SourceError::Corrupt {
                 what: format!("{what}: manifest {digest}"),
-                reason: format!("the registry sent {} bytes hashing to {actual}", bytes.len()),
+                reason: format!(
+                    "the registry sent {} bytes hashing to {actual}",
+                    bytes.len()
+                ),
             });
         }
     }
-    let parsed = manifest::parse_manifest(&bytes, content_type.as_deref().or(media_type.as_deref()), what)?;
-    cache.insert(&actual, &bytes).map_err(|e| insert_error(e, what))?;
+    let parsed = manifest::parse_manifest(
+        &bytes,
+        content_type.as_deref().or(media_type.as_deref()),
+        what,
+    )?;
+    cache
+        .insert(&actual, &bytes)
+        .map_err(|e| insert_error(e, what))?;
     Ok((actual, parsed))
 }
 
-async fn read_limited(mut response: Response, limit: usize, url: &str) -> Result<Vec<u8>, SourceError> {
+async fn read_limited(
+    mut response: Response,
+    limit: usize,
+    url: &str,
+) -> Result<Vec<u8>, SourceError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|source| SourceError::Http {
         url: url.to_string(),
@@ -249,7 +307,9 @@ async fn ensure_blob(
     let mut attempt = 1;
     loop {
         match download(client, cache, &digest, desc.size, &url, what).await {
-            Err(SourceError::Http { source, .. }) if attempt < MAX_DOWNLOAD_ATTEMPTS && !source.is_status() => {
+            Err(SourceError::Http { source, .. })
+                if attempt < MAX_DOWNLOAD_ATTEMPTS && !source.is_status() =>
+            {
                 attempt += 1;
             }
             Err(e) => return Err(e),
@@ -274,7 +334,9 @@ async fn download(
     what: &str,
 ) -> Result<PathBuf, SourceError> {
     let mut response = client.get(url, None).await?;
-    let mut writer = cache.writer(digest, size).map_err(|e| insert_error(e, what))?;
+    let mut writer = cache
+        .writer(digest, size)
+        .map_err(|e| insert_error(e, what))?;
     while let Some(chunk) = response.chunk().await.map_err(|source| SourceError::Http {
         url: url.to_string(),
         source,
@@ -287,9 +349,9 @@ async fn download(
         let _in_flight = in_flight;
         writer.commit()
     })
-        .await
-        .map_err(|e| SourceError::io("storing a blob")(std::io::Error::other(e)))?
-        .map_err(|e| insert_error(e, what))
+    .await
+    .map_err(|e| SourceError::io("storing a blob")(std::io::Error::other(e)))?
+    .map_err(|e| insert_error(e, what))
 }
 
 /// A bearer token and when to stop using it.
@@ -328,7 +390,11 @@ impl RegistryClient {
                 .iter()
                 .any(|r| r == reference.registry() || r == reference.api_host());
         let scheme = if insecure { "http" } else { "https" };
-        let base = format!("{scheme}://{}/v2/{}", reference.api_host(), reference.repository());
+        let base = format!(
+            "{scheme}://{}/v2/{}",
+            reference.api_host(),
+            reference.repository()
+        );
         let http = reqwest::Client::builder()
             .user_agent(concat!("banger/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
@@ -362,7 +428,10 @@ impl RegistryClient {
             attempts += 1;
             let (token, generation) = {
                 let state = self.auth.lock().await;
-                let live = state.token.clone().filter(|t| t.expires_at > Instant::now());
+                let live = state
+                    .token
+                    .clone()
+                    .filter(|t| t.expires_at > Instant::now());
                 (live, state.generation)
             };
             let mut request = self.http.get(url);
@@ -391,11 +460,15 @@ impl RegistryClient {
                 StatusCode::UNAUTHORIZED => {
                     return Err(SourceError::AuthRequired {
                         registry: self.registry.clone(),
-                        detail: registry_message(status, &response.bytes().await.unwrap_or_default()),
+                        detail: registry_message(
+                            status,
+                            &response.bytes().await.unwrap_or_default(),
+                        ),
                     })
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
-                    let wait = retry_after(response.headers()).unwrap_or(Duration::from_secs(1 << attempts.min(4)));
+                    let wait = retry_after(response.headers())
+                        .unwrap_or(Duration::from_secs(1 << attempts.min(4)));
                     if attempts >= MAX_ATTEMPTS || waited + wait > MAX_RATE_LIMIT_WAIT {
                         return Err(SourceError::TooManyRequests {
                             url: url.to_string(),
@@ -429,15 +502,18 @@ impl RegistryClient {
             detail,
         };
         let Some((scheme, params)) = parse_challenge(challenge) else {
-            return Err(auth_required(format!("401 with an unusable challenge {challenge:?}")));
+            return Err(auth_required(format!(
+                "401 with an unusable challenge {challenge:?}"
+            )));
         };
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(auth_required(format!("it asks for {scheme} credentials")));
         }
-        let realm = params
-            .get("realm")
-            .ok_or_else(|| auth_required(format!("bearer challenge without a realm: {challenge:?}")))?;
-        let mut url = Url::parse(realm).map_err(|e| auth_required(format!("bad token realm {realm:?}: {e}")))?;
+        let realm = params.get("realm").ok_or_else(|| {
+            auth_required(format!("bearer challenge without a realm: {challenge:?}"))
+        })?;
+        let mut url = Url::parse(realm)
+            .map_err(|e| auth_required(format!("bad token realm {realm:?}: {e}")))?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = params.get("service") {
@@ -447,10 +523,15 @@ impl RegistryClient {
             query.append_pair("scope", params.get("scope").unwrap_or(&default_scope));
         }
         let url_text = url.to_string();
-        let response = self.http.get(url).send().await.map_err(|source| SourceError::Http {
-            url: url_text.clone(),
-            source,
-        })?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|source| SourceError::Http {
+                url: url_text.clone(),
+                source,
+            })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|source| SourceError::Http {
             url: url_text.clone(),
@@ -468,8 +549,13 @@ impl RegistryClient {
             .token
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| auth_required(format!("the token server at {url_text} sent no token")))?;
-        let lifetime = reply.expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_LIFETIME);
+            .ok_or_else(|| {
+                auth_required(format!("the token server at {url_text} sent no token"))
+            })?;
+        let lifetime = reply
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
         let lifetime = lifetime - TOKEN_EXPIRY_MARGIN.min(lifetime / 2);
         state.token = Some(Token {
             value,
@@ -492,7 +578,13 @@ struct TokenReply {
 
 /// `Retry-After` in seconds (the HTTP-date form falls back to our own backoff).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds))
 }
 
@@ -529,7 +621,10 @@ fn registry_message(status: StatusCode, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
-        status.canonical_reason().unwrap_or("no message").to_string()
+        status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_string()
     } else {
         text.chars().take(500).collect()
     }
@@ -594,7 +689,10 @@ mod tests {
         assert_eq!(p["realm"], "https://auth.example/token");
         assert_eq!(p["service"], "registry.example");
         assert_eq!(p["scope"], "repository:a/b:pull,push");
-        let (_, p) = parse_challenge("bearer realm=http://127.0.0.1:1/t, Service=reg,scope=repository:x:pull").unwrap();
+        let (_, p) = parse_challenge(
+            "bearer realm=http://127.0.0.1:1/t, Service=reg,scope=repository:x:pull",
+        )
+        .unwrap();
         assert_eq!(p["realm"], "http://127.0.0.1:1/t");
         assert_eq!(p["service"], "reg");
         assert_eq!(p["scope"], "repository:x:pull");
@@ -606,9 +704,19 @@ mod tests {
 
     #[test]
     fn case_42_registry_messages() {
-        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(registry_message(StatusCode::NOT_FOUND, body), "MANIFEST_UNKNOWN: manifest unknown");
-        assert_eq!(registry_message(StatusCode::BAD_GATEWAY, b" upstream down \n"), "upstream down");
-        assert_eq!(registry_message(StatusCode::BAD_GATEWAY, b""), "Bad Gateway");
+        let body =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(
+            registry_message(StatusCode::NOT_FOUND, body),
+            "MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert_eq!(
+            registry_message(StatusCode::BAD_GATEWAY, b" upstream down \n"),
+            "upstream down"
+        );
+        assert_eq!(
+            registry_message(StatusCode::BAD_GATEWAY, b""),
+            "Bad Gateway"
+        );
     }
 }

@@ -5,7 +5,10 @@ use super::{BlobLocation, ImageConfig, LayerRef, ResolvedImage, TarInput};
 /// One layer, no digests: the stream is only decompressed.
 pub fn resolve(input: &TarInput) -> ResolvedImage {
     let (reference, blob) = match input {
-        TarInput::Path(path) => (format!("tar:{}", path.display()), BlobLocation::File(path.clone())),
+        TarInput::Path(path) => (
+            format!("tar:{}", path.display()),
+            BlobLocation::File(path.clone()),
+        ),
         TarInput::Stdin => ("tar:-".to_string(), BlobLocation::Stdin),
         TarInput::Reader(reader) => ("tar:-".to_string(), BlobLocation::Reader(reader.clone())),
     };

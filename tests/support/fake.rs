@@ -59,7 +59,10 @@ pub struct FakeServer {
 
 impl FakeServer {
     /// Listens on `ip`:free-port and answers with `handler`.
-    pub fn start(ip: &str, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+    pub fn start(
+        ip: &str,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
         let listener = TcpListener::bind((ip, 0)).expect("bind fake server");
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -127,7 +130,10 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let body = &reply.body[..reply.cut_at.unwrap_or(reply.body.len()).min(reply.body.len())];
+    let body = &reply.body[..reply
+        .cut_at
+        .unwrap_or(reply.body.len())
+        .min(reply.body.len())];
     let _ = out.write_all(head.as_bytes());
     let _ = out.write_all(body);
     let _ = out.flush();

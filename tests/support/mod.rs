@@ -36,7 +36,12 @@ pub fn read_layers(image: &ResolvedImage) -> Result<Vec<Vec<u8>>, String> {
 pub fn cache_entries(cache: &Path) -> Vec<String> {
     let dir = cache.join("oci/blobs/sha256");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names

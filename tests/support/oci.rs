@@ -35,7 +35,10 @@ pub struct LayerSpec {
 impl LayerSpec {
     pub fn new(comp: Comp, files: &[(&str, &[u8])]) -> Self {
         LayerSpec {
-            files: files.iter().map(|(p, c)| (p.to_string(), c.to_vec())).collect(),
+            files: files
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.to_vec()))
+                .collect(),
             comp,
         }
     }
@@ -95,7 +98,9 @@ pub fn layer_tar(files: &[(String, Vec<u8>)]) -> Vec<u8> {
         header.set_mode(0o644);
         header.set_mtime(1_700_000_000);
         header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, path, &contents[..]).expect("tar append");
+        builder
+            .append_data(&mut header, path, &contents[..])
+            .expect("tar append");
     }
     builder.into_inner().expect("tar finish")
 }
@@ -157,7 +162,9 @@ pub fn build_image(layout: &Path, spec: &ImageSpec) -> BuiltImage {
         let tar = layer_tar(&layer.files);
         let blob = compress(&tar, layer.comp);
         let (digest, size) = write_blob(layout, &blob);
-        layer_descs.push(json!({"mediaType": layer.comp.oci_media_type(), "digest": digest, "size": size}));
+        layer_descs.push(
+            json!({"mediaType": layer.comp.oci_media_type(), "digest": digest, "size": size}),
+        );
         layer_digests.push(digest);
         diff_ids.push(sha256(&tar));
         layer_tars.push(tar);
@@ -175,7 +182,8 @@ pub fn build_image(layout: &Path, spec: &ImageSpec) -> BuiltImage {
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
         "layers": layer_descs,
     });
-    let (manifest_digest, manifest_size) = write_blob(layout, &serde_json::to_vec(&manifest).expect("json"));
+    let (manifest_digest, manifest_size) =
+        write_blob(layout, &serde_json::to_vec(&manifest).expect("json"));
     BuiltImage {
         manifest_digest,
         manifest_size,
@@ -208,7 +216,11 @@ pub fn build_layout(dir: &Path, tag: &str, images: &[ImageSpec]) -> Layout {
     };
     let top_digest = top["digest"].as_str().expect("digest").to_string();
     let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [top]});
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("index.json");
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index.json");
     Layout {
         dir: dir.to_path_buf(),
         images: built,
@@ -231,7 +243,9 @@ pub fn build_docker_archive(path: &Path, layers: &[LayerSpec], dedup_last: bool)
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
         header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, name, data).expect("append");
+        builder
+            .append_data(&mut header, name, data)
+            .expect("append");
     };
     let mut layer_names = Vec::new();
     for (i, (layer, tar)) in layers.iter().zip(&tars).enumerate() {
@@ -246,8 +260,12 @@ pub fn build_docker_archive(path: &Path, layers: &[LayerSpec], dedup_last: bool)
         layer_names.push(name);
     }
     append(&config_name, &config);
-    let manifest = json!([{"Config": config_name, "RepoTags": ["test/image:latest"], "Layers": layer_names}]);
-    append("manifest.json", &serde_json::to_vec(&manifest).expect("json"));
+    let manifest =
+        json!([{"Config": config_name, "RepoTags": ["test/image:latest"], "Layers": layer_names}]);
+    append(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("json"),
+    );
     if dedup_last && layers.len() > 1 {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);

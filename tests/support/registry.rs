@@ -22,9 +22,12 @@ fn probe_v2(port: u16) -> bool {
         return false;
     };
     let mut reply = String::new();
-    stream.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n").is_ok()
+    stream
+        .write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_ok()
         && stream.read_to_string(&mut reply).is_ok()
-        && reply.starts_with("HTTP/1.") && reply[8..].starts_with(" 200")
+        && reply.starts_with("HTTP/1.")
+        && reply[8..].starts_with(" 200")
 }
 
 /// A running `docker-registry serve`, killed on drop.
