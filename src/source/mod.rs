@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
@@ -277,6 +278,9 @@ pub enum BlobLocation {
     Reader(OneShotReader),
 }
 
+/// Standard input holds one stream per process; a second open would read garbage.
+static STDIN_TAKEN: AtomicBool = AtomicBool::new(false);
+
 /// One layer of a resolved image.
 #[derive(Debug, Clone)]
 pub struct LayerRef {
@@ -323,7 +327,12 @@ impl LayerRef {
                     .map_err(io_err(format!("{name}: seeking in {}", archive.display())))?;
                 Box::new(file.take(*len))
             }
-            BlobLocation::Stdin => Box::new(io::stdin()),
+            BlobLocation::Stdin => {
+                if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
+                    return Err(SourceError::AlreadyConsumed { what: name });
+                }
+                Box::new(io::stdin())
+            }
             BlobLocation::Reader(reader) => reader
                 .take()
                 .ok_or_else(|| SourceError::AlreadyConsumed { what: name.clone() })?,

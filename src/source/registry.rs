@@ -234,9 +234,11 @@ async fn fetch_manifest(
         content_type.as_deref().or(media_type.as_deref()),
         what,
     )?;
-    cache
-        .insert(&actual, &bytes)
-        .map_err(|e| insert_error(e, what))?;
+    if cache.get(&actual, Some(bytes.len() as u64)).is_none() {
+        cache
+            .insert(&actual, &bytes)
+            .map_err(|e| insert_error(e, what))?;
+    }
     Ok((actual, parsed))
 }
 
