@@ -610,3 +610,39 @@ async fn case_38_index_without_amd64_names_what_exists() {
     );
     assert!(!text.contains("unknown"), "{text}");
 }
+
+#[test]
+fn case_44_concurrent_pulls_download_each_blob_once() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = small_image(&work.path().join("layout"));
+    let content = Content::from_layout(&layout, "v1");
+    // Slow blobs make the two pulls overlap; the per-blob lock must serialise them.
+    let server = Arc::new(FakeServer::start("127.0.0.1", move |request| {
+        if request.path().contains("/blobs/") {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        content.reply(request)
+    }));
+    let cache = work.path().join("c");
+    let pulls: Vec<_> = (0..2)
+        .map(|_| {
+            let (server, cache) = (server.clone(), cache.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime
+                    .block_on(pull(&server, "v1", &cache))
+                    .map(|image| read_layers(&image))
+            })
+        })
+        .collect();
+    for pull in pulls {
+        assert_eq!(
+            pull.join().unwrap().unwrap().unwrap(),
+            layout.images[0].layer_tars
+        );
+    }
+    for digest in &layout.images[0].layer_digests {
+        assert_eq!(server.requests(digest).len(), 1, "{digest} downloaded once");
+    }
+    assert_eq!(cache_entries(&cache).len(), 4);
+}
