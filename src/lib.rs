@@ -3,5 +3,10 @@
 
 pub use banger_ext4 as ext4;
 
+pub mod cache;
 pub mod flatten;
 pub mod inject;
+pub mod layer;
+pub mod platform;
+pub mod reference;
+pub mod source;
