@@ -78,7 +78,8 @@ fn random_trees_pass_every_oracle() {
 /// Without the 4 GiB sparse file: tests here read the image many times.
 fn reference_image(work: &Path) -> Option<(std::path::PathBuf, Tree)> {
     let mut tree = sample_tree();
-    tree.unlink(Tree::ROOT, b"huge-sparse").expect("sample has a huge file");
+    tree.unlink(Tree::ROOT, b"huge-sparse")
+        .expect("sample has a huge file");
     match check_roundtrip(&tree, work) {
         Ok(pair) => Some(pair),
         Err(skip) => {
