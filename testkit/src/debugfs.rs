@@ -10,6 +10,8 @@ use std::process::Command;
 
 use banger_ext4::tree::{DeviceNumber, Timestamp};
 
+use crate::skip::system_tool;
+
 /// The stdout of each command in a batch, plus whatever went to stderr.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
@@ -36,7 +38,7 @@ pub fn run_batch(img: &Path, commands: &[Vec<u8>]) -> io::Result<Batch> {
         script.write_all(b"\n")?;
     }
     script.flush()?;
-    let output = Command::new("debugfs")
+    let output = Command::new(system_tool("debugfs"))
         .arg("-f")
         .arg(script.path())
         .arg(img)

@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::skip::system_tool;
+
 /// The lines a clean `e2fsck -fn` prints between its version and summary lines.
 const PASS_LINES: [&str; 5] = [
     "Pass 1: Checking inodes, blocks, and sizes",
@@ -37,7 +39,7 @@ impl FsckReport {
 
 /// Runs `e2fsck -fn img` (read-only, forced full check) and classifies its output.
 pub fn fsck(img: &Path) -> FsckReport {
-    let output = match Command::new("e2fsck")
+    let output = match Command::new(system_tool("e2fsck"))
         .arg("-fn")
         .arg(img)
         .env("LC_ALL", "C")

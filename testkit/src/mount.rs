@@ -15,7 +15,7 @@ use banger_ext4::tree::{DeviceNumber, Timestamp, Tree, Xattrs};
 use crate::content::{read_full, ContentDigest, DigestBuilder, CHUNK};
 use crate::expect::{join, show, AclEncoding, Checker, Kind, Observed};
 use crate::readback::CompareOptions;
-use crate::skip::{is_root, Skip};
+use crate::skip::{is_root, system_tool, Skip};
 
 /// A loop-mounted image, unmounted (and its mount point removed) on drop.
 #[derive(Debug)]
@@ -38,7 +38,9 @@ impl MountGuard {
         let Some(dir) = self.dir.take() else {
             return Ok(());
         };
-        let status = Command::new("umount").arg(dir.path()).status()?;
+        let status = Command::new(system_tool("umount"))
+            .arg(dir.path())
+            .status()?;
         if !status.success() {
             // Keep the mount point directory rather than deleting into a live mount.
             let kept = dir.keep();
@@ -78,7 +80,7 @@ fn loop_mount(img: &Path, options: &str) -> Result<MountGuard, Skip> {
         .prefix("banger-mnt-")
         .tempdir()
         .map_err(|e| Skip(format!("cannot create a mount point: {e}")))?;
-    let output = Command::new("mount")
+    let output = Command::new(system_tool("mount"))
         .arg("-t")
         .arg("ext4")
         .arg("-o")

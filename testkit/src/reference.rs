@@ -12,12 +12,12 @@ use banger_ext4::tree::{NodeKind, Timestamp, Tree};
 use crate::debugfs;
 use crate::expect::tree_paths;
 use crate::mount::{loop_mount_rw, MountGuard};
-use crate::skip::Skip;
+use crate::skip::{system_tool, Skip};
 
 /// Runs `mkfs.ext4 -q -F -b 4096 -I 256 -O metadata_csum,64bit -E
 /// root_owner=0:0 IMG SIZE [-d SOURCE]`, the reference format settings.
 pub fn mkfs_ext4(img: &Path, size: &str, source: Option<&Path>) -> io::Result<()> {
-    let mut cmd = Command::new("mkfs.ext4");
+    let mut cmd = Command::new(system_tool("mkfs.ext4"));
     cmd.args([
         "-q",
         "-F",

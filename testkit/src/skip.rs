@@ -37,3 +37,21 @@ impl std::error::Error for Skip {}
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// The path of an e2fsprogs or util-linux tool: found on `PATH`, else in
+/// `/usr/sbin` or `/sbin` (which a non-root `PATH` often lacks).
+pub fn system_tool(name: &str) -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    on_path
+        .or_else(|| {
+            ["/usr/sbin", "/sbin"]
+                .iter()
+                .map(|dir| std::path::Path::new(dir).join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| name.into())
+}
