@@ -138,7 +138,7 @@ impl PaxFields {
             b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
                 let n = ascii_number(value).ok_or_else(|| bad_value(key, value))?;
                 let map = self.sparse.map.get_or_insert_with(Vec::new);
-                let expect_offset = map.len() % 2 == 0;
+                let expect_offset = map.len().is_multiple_of(2);
                 if expect_offset != (key == b"GNU.sparse.offset") {
                     return Err(bad("GNU.sparse.offset and numbytes records out of order"));
                 }

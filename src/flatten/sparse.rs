@@ -53,7 +53,7 @@ pub(crate) fn data_ranges(
 
 /// Pairs up a flat list of numbers from a pax sparse map.
 pub(crate) fn pairs_from_flat(flat: &[u64]) -> Result<Vec<(u64, u64)>, TarError> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(bad("odd number of values in GNU.sparse.map".into()));
     }
     if flat.len() / 2 > MAX_SPARSE_ENTRIES {

@@ -161,7 +161,7 @@ fn str2hashbuf(rest: &[u8], out: &mut [u32], signed: bool) {
         }
     }
     // A partial last word keeps its accumulated value; the rest is padding.
-    if take % 4 != 0 {
+    if !take.is_multiple_of(4) {
         if let Some(word) = words.next() {
             *word = val;
         }

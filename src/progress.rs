@@ -1,0 +1,29 @@
+//! Progress shown on a terminal; plain log lines are left to the caller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::source::{ProgressEvent, ProgressFn};
+
+/// A spinner that reports each blob as it is found in the cache or
+/// downloaded, with the running byte count.
+pub fn download_reporter() -> ProgressFn {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bytes} fetched, {binary_bytes_per_sec}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("resolving");
+    Arc::new(move |event| match event {
+        ProgressEvent::Cached { digest, .. } => {
+            bar.set_message(format!("cached {}", digest.short()))
+        }
+        ProgressEvent::Downloaded { digest, size } => {
+            bar.inc(size);
+            bar.set_message(format!("downloaded {}", digest.short()));
+        }
+    })
+}

@@ -1,0 +1,252 @@
+//! `banger rootfs`: one image source in, one ext4 file out.
+//!
+//! Layers stream from the cache through the flattener into the image
+//! builder, which writes file data straight to its final blocks; the tree
+//! that results is then given the guest agents and the builder writes the
+//! metadata. The output appears under its name only when complete.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
+use crate::ext4::tree::{Metadata, Timestamp};
+use crate::flatten::{FlattenError, Flattener, Limits};
+use crate::inject::{inject_agents, InjectError, InjectOptions};
+use crate::readahead::ReadAhead;
+use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, SourceError};
+use crate::staged::StagedFile;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct RootfsRequest {
+    /// Where the image comes from.
+    pub source: ImageSource,
+    /// The ext4 file to write.
+    pub output: PathBuf,
+    /// Image size in bytes; default 1.5 × content, at least 1 GiB.
+    pub size: Option<u64>,
+    /// Registry, platform and cache settings.
+    pub resolve: ResolveOptions,
+    /// Inject the guest agents, their health agent listening on this vsock
+    /// port; `None` leaves the image as the layers say.
+    pub agents_vsock_port: Option<u32>,
+    /// Limits against tar bombs.
+    pub limits: Limits,
+    /// `SOURCE_DATE_EPOCH`: the time written for what banger itself creates.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct RootfsReport {
+    /// The image that was resolved.
+    pub image: ResolvedImage,
+    /// The filesystem written.
+    pub summary: ImageSummary,
+    /// Warnings from agent injection.
+    pub warnings: Vec<String>,
+}
+
+/// Why `banger rootfs` failed. Nothing is left at the output path.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// The source could not be resolved or read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A layer could not be applied.
+    #[error(transparent)]
+    Flatten(#[from] FlattenError),
+    /// The agents could not be injected.
+    #[error(transparent)]
+    Inject(#[from] InjectError),
+    /// The filesystem could not be written.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The output file could not be created or published.
+    #[error("{context} {path}: {source}")]
+    Output {
+        /// What was being done.
+        context: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Resolves the source (downloading into the cache) and writes the image.
+pub async fn build_rootfs(request: RootfsRequest) -> Result<RootfsReport, RootfsError> {
+    let image = source::resolve(&request.source, &request.resolve).await?;
+    tokio::task::spawn_blocking(move || write_rootfs(image, &request))
+        .await
+        .map_err(|join| RootfsError::Output {
+            context: "writing",
+            path: PathBuf::new(),
+            source: std::io::Error::other(join.to_string()),
+        })?
+}
+
+/// Writes a resolved image to `request.output`.
+pub fn write_rootfs(
+    image: ResolvedImage,
+    request: &RootfsRequest,
+) -> Result<RootfsReport, RootfsError> {
+    let output_error = |context, source| RootfsError::Output {
+        context,
+        path: request.output.clone(),
+        source,
+    };
+    let staged = StagedFile::create(&request.output)
+        .map_err(|e| output_error("creating a temporary file for", e))?;
+    let handle = staged
+        .file()
+        .try_clone()
+        .map_err(|e| output_error("opening", e))?;
+    let time = creation_time(&image, request.source_date_epoch);
+    let ids = FilesystemIds::derive(&image);
+    let options = Ext4Options {
+        size: request.size,
+        uuid: ids.uuid,
+        hash_seed: ids.hash_seed,
+        timestamp: time,
+        label: b"banger-rootfs".to_vec(),
+        ..Ext4Options::default()
+    };
+    let mut builder = ImageBuilder::new(handle, options)?;
+    let mut flattener = Flattener::new(
+        &mut builder,
+        request.limits.clone(),
+        Metadata::new(0o755, time),
+    );
+    // Inflate the next layer while the current one is applied.
+    let mut pending = image.layers.first().map(open_layer).transpose()?;
+    for (i, layer) in image.layers.iter().enumerate() {
+        let reader = pending.take().expect("opened before use");
+        pending = image.layers.get(i + 1).map(open_layer).transpose()?;
+        flattener.apply_layer(&layer.name(), reader)?;
+    }
+    let mut tree = flattener.finish();
+    let warnings = match request.agents_vsock_port {
+        Some(vsock_port) => inject_agents(&mut tree, &InjectOptions { vsock_port, time })?.warnings,
+        None => Vec::new(),
+    };
+    let summary = builder.finish(&tree)?;
+    staged
+        .persist()
+        .map_err(|e| output_error("publishing", e))?;
+    Ok(RootfsReport {
+        image,
+        summary,
+        warnings,
+    })
+}
+
+fn open_layer(layer: &crate::source::LayerRef) -> Result<ReadAhead, RootfsError> {
+    Ok(ReadAhead::spawn(layer.open()?))
+}
+
+/// The time banger writes for what it creates: `SOURCE_DATE_EPOCH` when
+/// set, else the image's creation time, else the epoch.
+fn creation_time(image: &ResolvedImage, source_date_epoch: Option<i64>) -> Timestamp {
+    let from_config = image
+        .config
+        .created
+        .as_deref()
+        .and_then(parse_rfc3339_seconds);
+    Timestamp::from_secs(source_date_epoch.or(from_config).unwrap_or(0))
+}
+
+/// Seconds of an RFC 3339 time such as `2024-05-01T12:34:56.789Z`.
+fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.get(..8)?.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let offset = match time
+        .get(8..)
+        .map(|rest| rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit()))
+    {
+        Some(zone) if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let h: i64 = zone.get(1..3)?.parse().ok()?;
+            let mi: i64 = zone.get(4..6)?.parse().ok()?;
+            sign * (h * 3600 + mi * 60)
+        }
+        _ => 0,
+    };
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
+/// UUID and directory hash seed, derived from what identifies the image so
+/// that the same image always gives the same bytes.
+struct FilesystemIds {
+    uuid: [u8; 16],
+    hash_seed: [u8; 16],
+}
+
+impl FilesystemIds {
+    fn derive(image: &ResolvedImage) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"banger rootfs ids\0");
+        match &image.manifest_digest {
+            Some(digest) => hasher.update(digest.to_string().as_bytes()),
+            None => {
+                hasher.update(image.reference.as_bytes());
+                for layer in &image.layers {
+                    if let Some(d) = layer.digest.as_ref().or(layer.diff_id.as_ref()) {
+                        hasher.update(d.to_string().as_bytes());
+                    }
+                }
+            }
+        }
+        let hash = hasher.finalize();
+        let mut uuid = [0u8; 16];
+        uuid.copy_from_slice(&hash[..16]);
+        // Mark it as an RFC 4122 name-based (version 8, custom) UUID.
+        uuid[6] = (uuid[6] & 0x0F) | 0x80;
+        uuid[8] = (uuid[8] & 0x3F) | 0x80;
+        let mut hash_seed = [0u8; 16];
+        hash_seed.copy_from_slice(&hash[16..32]);
+        Self { uuid, hash_seed }
+    }
+}
+
+/// Whether `path` names something banger may overwrite as output.
+pub fn check_output_path(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "{} is a directory; give a file name with --output",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_seconds("2024-05-01T12:34:56.789Z"),
+            Some(1_714_566_896)
+        );
+        assert_eq!(
+            parse_rfc3339_seconds("2024-05-01T14:34:56+02:00"),
+            Some(1_714_566_896)
+        );
+        assert_eq!(parse_rfc3339_seconds("garbage"), None);
+    }
+}
