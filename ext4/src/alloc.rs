@@ -43,6 +43,19 @@ impl SuperblockAreas {
             0
         }
     }
+
+    /// Blocks below `end` reserved for descriptors but not needed by a
+    /// table of `gdt_blocks` blocks: free space, not content.
+    pub fn spare_below(&self, end: u64, gdt_blocks: u64) -> u64 {
+        let spare = self.gdt_reserve.saturating_sub(gdt_blocks);
+        (0..end.div_ceil(BLOCKS_PER_GROUP))
+            .filter(|&g| group_has_super(g))
+            .map(|g| {
+                let start = g * BLOCKS_PER_GROUP + 1 + gdt_blocks;
+                end.saturating_sub(start).min(spare)
+            })
+            .sum()
+    }
 }
 
 /// Allocation failed: the image is full.

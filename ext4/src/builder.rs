@@ -193,10 +193,11 @@ impl ImageBuilder {
         let areas = SuperblockAreas {
             gdt_reserve: max_groups.div_ceil(DESCS_PER_BLOCK).max(1),
         };
-        let limit = options.size.map_or(u64::MAX, |size| size / BLOCK_SIZE);
+        // Data streams in with no limit even under an explicit size: if the
+        // size is too small, the geometry plan then names the real need.
         Ok(Self {
             image,
-            alloc: BlockAllocator::new(areas, limit),
+            alloc: BlockAllocator::new(areas, u64::MAX),
             areas,
             options,
             data: DataWriter::default(),

@@ -177,8 +177,8 @@ impl Demand<'_> {
     }
 
     /// Chooses the geometry: `size` bytes when given (an error names the
-    /// need when it is too small), otherwise 1.5 × the content, at least
-    /// 1 GiB, in whole groups.
+    /// need when it is too small), otherwise 1.5 × the content (data,
+    /// metadata and journal), at least 1 GiB, in whole groups.
     pub fn plan(
         &self,
         size: Option<u64>,
@@ -214,11 +214,13 @@ impl Demand<'_> {
                 _ => return Err(too_small(minimum()?)),
             }
         }
-        let mut blocks = (self.allocator.high_water() * 3 / 2).max(MIN_DEFAULT_BLOCKS);
+        let data = self.allocator.high_water() - areas.spare_below(self.allocator.high_water(), 1);
+        let mut blocks = (data * 3 / 2).max(MIN_DEFAULT_BLOCKS);
         loop {
             let (geometry, end) =
                 self.fit_from(blocks.next_multiple_of(BLOCKS_PER_GROUP), areas)?;
-            let wanted = (end * 3 / 2)
+            let content = end - areas.spare_below(end, geometry.gdt_blocks);
+            let wanted = (content * 3 / 2)
                 .max(MIN_DEFAULT_BLOCKS)
                 .next_multiple_of(BLOCKS_PER_GROUP);
             if wanted <= geometry.blocks_count {

@@ -1,6 +1,9 @@
 //! What a tree says an image or mounted directory must contain, and the
 //! comparison both readback paths share.
 
+/// ext4's link limit (`EXT4_LINK_MAX`).
+const EXT4_LINK_MAX: u32 = 65000;
+
 use std::collections::{BTreeMap, HashMap};
 
 use banger_ext4::tree::{DeviceNumber, FileContent, NodeId, NodeKind, Timestamp, Tree, Xattrs};
@@ -261,7 +264,11 @@ impl<'a> Checker<'a> {
         );
         field("uid", meta.uid.to_string(), seen.uid.to_string());
         field("gid", meta.gid.to_string(), seen.gid.to_string());
-        let nlink = self.link_counts.get(&id).copied().unwrap_or(1) + extra_links;
+        let mut nlink = self.link_counts.get(&id).copied().unwrap_or(1) + extra_links;
+        // dir_nlink: a directory past ext4's 65000-link limit stores 1.
+        if node.kind.is_dir() && nlink > EXT4_LINK_MAX {
+            nlink = 1;
+        }
         field("link count", nlink.to_string(), seen.nlink.to_string());
         field("mtime", show_time(meta.mtime), show_time(seen.mtime));
         field("atime", show_time(meta.atime), show_time(seen.atime));

@@ -1,0 +1,116 @@
+//! The sizing and determinism rows.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+
+use banger_ext4::builder::BuildError;
+use banger_ext4::builder::{write_image, Options};
+use banger_ext4::geometry::GeometryError;
+use banger_ext4::tree::Tree;
+use banger_testkit::sample_tree;
+use common::*;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// A tree with one file of `len` non-zero bytes.
+fn tree_with_data(len: u64) -> Tree {
+    let mut tree = new_tree();
+    add_pattern_file(&mut tree, Tree::ROOT, "data", len);
+    tree
+}
+
+#[test]
+fn default_size_has_a_one_gib_floor_and_is_sparse() {
+    let img = write_checked(&sample_tree(), Options::default());
+    let on_disk = std::fs::metadata(&img.path).expect("stat");
+    assert_eq!(on_disk.len(), GIB);
+    assert!(
+        on_disk.blocks() * 512 < 16 * MIB,
+        "{} bytes allocated",
+        on_disk.blocks() * 512
+    );
+    let info = dumpe2fs(&img.path);
+    assert_eq!(field(&info, "Inode count"), "65536");
+}
+
+#[test]
+fn default_size_is_one_and_a_half_times_the_content() {
+    let img = write_checked(&tree_with_data(800 * MIB), Options::default());
+    let len = std::fs::metadata(&img.path).expect("stat").len();
+    // 800 MiB of data plus ~40 MiB of metadata and journal, × 1.5, in whole
+    // 128 MiB groups: 1280 MiB.
+    assert_eq!(len, 1280 * MIB, "size {len}");
+}
+
+#[test]
+fn explicit_size_overrides_and_too_small_names_the_need() {
+    let tree = tree_with_data(40 * MIB);
+    let img = write_checked(
+        &tree,
+        Options {
+            size: Some(300 * MIB),
+            ..Options::default()
+        },
+    );
+    assert_eq!(std::fs::metadata(&img.path).expect("stat").len(), 300 * MIB);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = write_image(
+        &tree,
+        &dir.path().join("small"),
+        Options {
+            size: Some(20 * MIB),
+            ..Options::default()
+        },
+    )
+    .expect_err("20 MiB cannot hold 40 MiB");
+    match err {
+        BuildError::Geometry(GeometryError::TooSmall { requested, needed }) => {
+            assert_eq!(requested, 20 * MIB);
+            assert!(needed > 40 * MIB, "needed {needed}");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn inode_count_follows_the_tree() {
+    let mut tree = new_tree();
+    let d = tree
+        .ensure_dir(Tree::ROOT, b"many", meta(0o755))
+        .expect("dir");
+    for i in 0..100_000 {
+        add_file(&mut tree, d, &format!("{i}"), b"", 0o644);
+    }
+    let img = write_checked(&tree, Options::default());
+    let info = dumpe2fs(&img.path);
+    let inodes: u64 = field(&info, "Inode count").parse().expect("number");
+    assert!(
+        inodes >= 150_000,
+        "{inodes} inodes leave no headroom for 100 000 files"
+    );
+}
+
+#[test]
+fn same_tree_and_options_give_identical_bytes() {
+    let tree = sample_tree();
+    let a = write(&tree, Options::default());
+    let b = write(&tree, Options::default());
+    assert_eq!(
+        std::fs::read(&a.path).expect("read"),
+        std::fs::read(&b.path).expect("read")
+    );
+    let other = write(
+        &tree,
+        Options {
+            uuid: [7; 16],
+            ..Options::default()
+        },
+    );
+    assert_ne!(
+        std::fs::read(&a.path).expect("read"),
+        std::fs::read(&other.path).expect("read")
+    );
+}
