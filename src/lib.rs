@@ -5,3 +5,4 @@ pub use banger_ext4 as ext4;
 
 pub mod flatten;
 pub mod inject;
+pub mod os_release;
