@@ -62,12 +62,18 @@ pub fn flatten_and_check(layers: &[&[u8]]) -> Result<Tree, FlattenError> {
 /// whiteout, every directory's parent link points back at the directory
 /// holding it, and every file's size matches its contents.
 pub fn check_tree(tree: &Tree) {
-    assert!(tree.node(Tree::ROOT).kind.is_dir(), "root is not a directory");
+    assert!(
+        tree.node(Tree::ROOT).kind.is_dir(),
+        "root is not a directory"
+    );
     for id in tree.reachable() {
         let Some(dir) = tree.dir(id) else { continue };
         for (name, child) in dir.iter() {
             assert!(validate_name(name).is_ok(), "invalid name {name:?}");
-            assert!(!name.starts_with(b".wh."), "whiteout {name:?} reached the tree");
+            assert!(
+                !name.starts_with(b".wh."),
+                "whiteout {name:?} reached the tree"
+            );
             assert_ne!(child, Tree::ROOT, "the root is linked as {name:?}");
             if tree.node(child).kind.is_dir() {
                 assert_eq!(tree.parent(child), Some(id), "parent of {name:?}");
@@ -76,7 +82,9 @@ pub fn check_tree(tree: &Tree) {
                 let mut last = 0;
                 for range in source.data_ranges() {
                     assert!(
-                        range.start >= last && range.start <= range.end && range.end <= source.len(),
+                        range.start >= last
+                            && range.start <= range.end
+                            && range.end <= source.len(),
                         "bad data ranges for {name:?}"
                     );
                     last = range.end;
