@@ -3,6 +3,11 @@
 
 pub use banger_ext4 as ext4;
 
+pub mod cache;
 pub mod flatten;
 pub mod inject;
+pub mod layer;
 pub mod os_release;
+pub mod platform;
+pub mod reference;
+pub mod source;

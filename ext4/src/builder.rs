@@ -985,7 +985,7 @@ fn plan_inodes(
         parent_inode: parent,
         generation: 0,
         csum_seed: fs_seed,
-        hash: hash.clone(),
+        hash: *hash,
     };
 
     if inodes.tree_lost_found.is_none() {

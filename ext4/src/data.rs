@@ -172,7 +172,10 @@ impl DataWriter {
         logical: u64,
         placed: &mut PlacedData,
     ) -> Result<(), DataError> {
-        if self.buffer[self.committed..self.committed + BS].iter().all(|&b| b == 0) {
+        if self.buffer[self.committed..self.committed + BS]
+            .iter()
+            .all(|&b| b == 0)
+        {
             return Ok(()); // A hole: the zeroed slot is reused as is.
         }
         let physical = alloc.alloc(1)?.start;
@@ -350,14 +353,26 @@ mod tests {
         alloc.alloc(crate::spec::BLOCKS_PER_GROUP - 5).unwrap();
         let data: Vec<u8> = (0..8 * BS).map(|i| (i / BS + 1) as u8).collect();
         let len = data.len() as u64;
-        let placed = writer.store(file.as_file(), &mut alloc, &mut data.as_slice(), len, &[0..len]).unwrap();
+        let placed = writer
+            .store(
+                file.as_file(),
+                &mut alloc,
+                &mut data.as_slice(),
+                len,
+                &[0..len],
+            )
+            .unwrap();
         writer.flush(file.as_file()).unwrap();
         assert_eq!(placed.extents.len(), 2, "{:?}", placed.extents);
         for extent in &placed.extents {
             for i in 0..extent.len {
                 let mut back = vec![0u8; BS];
-                file.as_file().read_exact_at(&mut back, (extent.physical_block + i) * BLOCK_SIZE).unwrap();
-                assert!(back.iter().all(|&b| b == (extent.logical_block + i + 1) as u8));
+                file.as_file()
+                    .read_exact_at(&mut back, (extent.physical_block + i) * BLOCK_SIZE)
+                    .unwrap();
+                assert!(back
+                    .iter()
+                    .all(|&b| b == (extent.logical_block + i + 1) as u8));
             }
         }
     }

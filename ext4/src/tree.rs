@@ -108,7 +108,7 @@ pub trait ContentSource: Send + Sync + fmt::Debug {
     /// Sorted, non-overlapping byte ranges that hold data. Everything outside
     /// them reads as zero and is written as a hole.
     fn data_ranges(&self) -> Vec<Range<u64>> {
-        vec![0..self.len()]
+        std::iter::once(0..self.len()).collect()
     }
 
     /// Reads bytes at `offset` into `buf`, returning how many were read
@@ -593,29 +593,28 @@ impl Tree {
         implied_parent: Option<&Metadata>,
     ) -> Result<ResolvedPath, ResolveError> {
         let mut components: Vec<Vec<u8>> = split_path(path).map(<[u8]>::to_vec).collect();
-        let name = loop {
-            match components.last().map(Vec::as_slice) {
-                None => return Err(ResolveError::Root),
-                Some(b"..") => {
-                    // `a/..` as a final component: resolve what it names.
-                    components.push(b".".to_vec());
-                    let dir = self.walk_dirs(&components, implied_parent)?;
-                    if dir == Self::ROOT {
-                        return Err(ResolveError::Root);
-                    }
-                    let parent = self.parent(dir).unwrap_or(Self::ROOT);
-                    let name = self
-                        .dir(parent)
-                        .and_then(|d| d.iter().find(|(_, id)| *id == dir).map(|(n, _)| n.to_vec()))
-                        .ok_or(ResolveError::Root)?;
-                    return Ok(ResolvedPath {
-                        parent,
-                        existing: Some(dir),
-                        name,
-                    });
+        let name = match components.pop() {
+            None => return Err(ResolveError::Root),
+            Some(last) if last == b".." => {
+                // `a/..` as the final component names a directory: find the
+                // entry that holds it.
+                components.push(last);
+                let dir = self.walk_dirs(&components, implied_parent)?;
+                if dir == Self::ROOT {
+                    return Err(ResolveError::Root);
                 }
-                Some(_) => break components.pop().unwrap_or_default(),
+                let parent = self.parent(dir).unwrap_or(Self::ROOT);
+                let name = self
+                    .dir(parent)
+                    .and_then(|d| d.iter().find(|(_, id)| *id == dir).map(|(n, _)| n.to_vec()))
+                    .ok_or(ResolveError::Root)?;
+                return Ok(ResolvedPath {
+                    parent,
+                    existing: Some(dir),
+                    name,
+                });
             }
+            Some(last) => last,
         };
         validate_name(&name)?;
         let parent = self.walk_dirs(&components, implied_parent)?;

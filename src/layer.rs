@@ -1,0 +1,300 @@
+//! Layer streams: detect the compression by magic bytes (media types lie), decompress,
+//! and verify digests while the bytes go by, failing at EOF on a mismatch.
+
+use std::io::{self, Cursor, Read};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::reference::Digest;
+
+/// gzip member header: ID1 ID2.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// zstd frame magic 0xFD2FB528, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// zstd skippable frames have magic 0x184D2A50..=0x184D2A5F, little-endian.
+const ZSTD_SKIPPABLE_MAGIC_HIGH: [u8; 3] = [0x2a, 0x4d, 0x18];
+
+/// How a layer blob is compressed, as detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar stream.
+    None,
+    /// gzip, possibly several concatenated members.
+    Gzip,
+    /// zstd, possibly several frames and skippable frames.
+    Zstd,
+}
+
+impl Compression {
+    /// Detects the compression from a stream's first (up to) four bytes.
+    pub fn sniff(prefix: &[u8]) -> Compression {
+        if prefix.starts_with(&GZIP_MAGIC) {
+            Compression::Gzip
+        } else if prefix.starts_with(&ZSTD_MAGIC)
+            || (prefix.len() >= 4
+                && prefix[0] & 0xf0 == 0x50
+                && prefix[1..4] == ZSTD_SKIPPABLE_MAGIC_HIGH)
+        {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Reads up to `buf.len()` bytes, stopping early only at EOF.
+fn read_prefix(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Turns a raw layer blob into its tar stream: sniffs the compression and wraps the
+/// matching decoder. If `diff_id` is given, the decompressed bytes are hashed and the
+/// reader fails at EOF unless they match. `name` labels errors (e.g. `layer 2 (sha256:…)`).
+pub fn decompress(
+    mut raw: Box<dyn Read + Send>,
+    diff_id: Option<Digest>,
+    name: &str,
+) -> io::Result<Box<dyn Read + Send>> {
+    let mut prefix = [0u8; 4];
+    let len = read_prefix(&mut raw, &mut prefix)?;
+    let compression = Compression::sniff(&prefix[..len]);
+    let whole: Box<dyn Read + Send> = Box::new(Cursor::new(prefix[..len].to_vec()).chain(raw));
+    let label = name.to_string();
+    let tar: Box<dyn Read + Send> = match compression {
+        Compression::None => whole,
+        Compression::Gzip => Box::new(Labelled {
+            inner: flate2::read::MultiGzDecoder::new(whole),
+            what: format!("{label}: gzip stream"),
+        }),
+        Compression::Zstd => Box::new(Labelled {
+            inner: zstd::stream::read::Decoder::new(whole)?,
+            what: format!("{label}: zstd stream"),
+        }),
+    };
+    Ok(match diff_id {
+        Some(expected) => Box::new(VerifyingReader::new(
+            tar,
+            expected,
+            None,
+            format!("{label}: diff_id (digest of the uncompressed tar)"),
+        )),
+        None => tar,
+    })
+}
+
+/// Adds context to a decoder's errors so a corrupt stream names its layer.
+struct Labelled<R> {
+    inner: R,
+    what: String,
+}
+
+impl<R: Read> Read for Labelled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.what)))
+    }
+}
+
+/// Hashes everything read through it; at EOF checks the sha256 (and optionally the
+/// byte count) and returns `InvalidData` instead of EOF on a mismatch. A stream longer
+/// than the expected size fails as soon as it overruns.
+pub struct VerifyingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    expected: Digest,
+    expected_size: Option<u64>,
+    seen: u64,
+    what: String,
+    verified: bool,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    /// Wraps `inner`; `what` names the stream in error messages.
+    pub fn new(inner: R, expected: Digest, expected_size: Option<u64>, what: String) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: Sha256::new(),
+            expected,
+            expected_size,
+            seen: 0,
+            what,
+            verified: false,
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(size) = self.expected_size {
+            if self.seen != size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: expected {size} bytes, got {} (truncated or corrupt; delete the cached blob and pull again)",
+                        self.what, self.seen
+                    ),
+                ));
+            }
+        }
+        let actual = Digest::from_sha256_bytes(&self.hasher.clone().finalize());
+        if actual != self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: digest mismatch: expected {}, got {actual} (the image is corrupt or was tampered with)",
+                    self.what, self.expected
+                ),
+            ));
+        }
+        self.verified = true;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.verified || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.finish()?;
+            return Ok(0);
+        }
+        self.seen += n as u64;
+        if let Some(size) = self.expected_size {
+            if self.seen > size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: longer than the {size} bytes its descriptor declares",
+                        self.what
+                    ),
+                ));
+            }
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(r: &mut dyn Read) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn case_34_multi_member_gzip_is_read_to_the_end() {
+        let mut blob = gzip(b"hello ");
+        blob.extend(gzip(b"world"));
+        let mut r = decompress(
+            Box::new(Cursor::new(blob)),
+            Some(Digest::of(b"hello world")),
+            "l",
+        )
+        .unwrap();
+        assert_eq!(read_all(&mut r).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn case_34_zstd_with_skippable_frames() {
+        let mut blob = vec![0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 9, 9, 9];
+        blob.extend(zstd::encode_all(&b"abc"[..], 3).unwrap());
+        blob.extend([0x5f, 0x2a, 0x4d, 0x18, 1, 0, 0, 0, 7]);
+        blob.extend(zstd::encode_all(&b"def"[..], 3).unwrap());
+        assert_eq!(Compression::sniff(&blob[..4]), Compression::Zstd);
+        let mut r = decompress(
+            Box::new(Cursor::new(blob)),
+            Some(Digest::of(b"abcdef")),
+            "l",
+        )
+        .unwrap();
+        assert_eq!(read_all(&mut r).unwrap(), b"abcdef");
+    }
+
+    #[test]
+    fn case_34_plain_and_tiny_streams() {
+        for data in [&b""[..], b"x", b"plain tar bytes"] {
+            let mut r = decompress(
+                Box::new(Cursor::new(data.to_vec())),
+                Some(Digest::of(data)),
+                "l",
+            )
+            .unwrap();
+            assert_eq!(read_all(&mut r).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn case_35_diff_id_mismatch_fails_at_eof_naming_the_layer() {
+        let mut r = decompress(
+            Box::new(Cursor::new(gzip(b"content"))),
+            Some(Digest::of(b"other")),
+            "layer 3 (sha256:abc)",
+        )
+        .unwrap();
+        let err = read_all(&mut r).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("layer 3 (sha256:abc)"), "{err}");
+        assert!(err.to_string().contains("diff_id"), "{err}");
+    }
+
+    #[test]
+    fn case_35_truncated_gzip_and_zstd_are_errors() {
+        let data = vec![7u8; 100_000];
+        let gz = gzip(&data);
+        let zs = zstd::encode_all(&data[..], 3).unwrap();
+        for blob in [&gz[..gz.len() / 2], &zs[..zs.len() / 2]] {
+            let mut r = decompress(
+                Box::new(Cursor::new(blob.to_vec())),
+                Some(Digest::of(&data)),
+                "l",
+            )
+            .unwrap();
+            assert!(read_all(&mut r).is_err());
+        }
+    }
+
+    #[test]
+    fn case_35_size_mismatch_is_an_error() {
+        let data = b"0123456789".to_vec();
+        let digest = Digest::of(&data);
+        let mut long = VerifyingReader::new(
+            Cursor::new(data.clone()),
+            digest.clone(),
+            Some(5),
+            "b".into(),
+        );
+        assert!(read_all(&mut long).is_err());
+        let mut short = VerifyingReader::new(
+            Cursor::new(data.clone()),
+            digest.clone(),
+            Some(11),
+            "b".into(),
+        );
+        assert!(read_all(&mut short).is_err());
+        let mut exact =
+            VerifyingReader::new(Cursor::new(data.clone()), digest, Some(10), "b".into());
+        assert_eq!(read_all(&mut exact).unwrap(), data);
+    }
+}
