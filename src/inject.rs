@@ -228,7 +228,62 @@ pub fn inject_agents(tree: &mut Tree, opts: &InjectOptions) -> Result<InjectRepo
             })?;
         report.paths.push(file.path);
     }
+    report.warnings.extend(first_boot_warning(tree));
     Ok(report)
+}
+
+/// Most bytes of an os-release file read; real ones are under 1 KiB.
+const MAX_OS_RELEASE_BYTES: usize = 64 << 10;
+
+/// A warning when `assets/first-boot.sh` will not be able to install an SSH
+/// server in this tree: no os-release (`/etc/os-release`, else
+/// `/usr/lib/os-release`, symlinks followed inside the tree), or one naming
+/// a distribution the script does not know.
+///
+/// Only contents still held as a [`FileContent::Source`] can be read; an
+/// os-release already placed into an image (`FileContent::Placed`) is
+/// skipped without a warning, since its bytes are no longer at hand.
+pub fn first_boot_warning(tree: &mut Tree) -> Option<String> {
+    use crate::os_release::{package_manager, OsRelease, OS_RELEASE_PATHS};
+    let found = OS_RELEASE_PATHS.iter().find_map(|path| {
+        let id = lookup_following(tree, path)?;
+        match &tree.node(id).kind {
+            NodeKind::File(content) => Some((*path, content.clone())),
+            _ => None,
+        }
+    });
+    let Some((path, content)) = found else {
+        return Some(format!(
+            "the image has neither {} nor {}: first boot cannot identify the distribution \
+             and will not install an SSH server",
+            OS_RELEASE_PATHS[0], OS_RELEASE_PATHS[1]
+        ));
+    };
+    let FileContent::Source(source) = content else {
+        return None;
+    };
+    let len =
+        usize::try_from(source.len()).map_or(MAX_OS_RELEASE_BYTES, |n| n.min(MAX_OS_RELEASE_BYTES));
+    let mut bytes = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match source.read_at(done as u64, &mut bytes[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Some(format!("cannot read {path} to check the distribution: {e}")),
+        }
+    }
+    bytes.truncate(done);
+    let os = OsRelease::parse_bytes(&bytes);
+    if package_manager(&os).is_some() {
+        return None;
+    }
+    Some(format!(
+        "{path} names ID={} ID_LIKE={:?}, which first boot does not know: it will not install \
+         an SSH server (supported: Debian, Alpine, Fedora/RHEL, Arch, openSUSE families)",
+        os.id.as_deref().unwrap_or("(none)"),
+        os.id_like.join(" ")
+    ))
 }
 
 /// Whether the tree holds a systemd binary at one of [`SYSTEMD_PATHS`],
@@ -399,6 +454,13 @@ mod tests {
         }
         file(&mut tree, "/usr/lib/systemd/systemd", b"\x7fELF systemd");
         file(&mut tree, "/usr/bin/false", b"\x7fELF false");
+        // As Debian ships it: /etc/os-release -> ../usr/lib/os-release.
+        file(
+            &mut tree,
+            "/usr/lib/os-release",
+            b"ID=debian\nVERSION_ID=\"12\"\n",
+        );
+        symlink(&mut tree, "/etc/os-release", "../usr/lib/os-release");
         tree
     }
 
@@ -406,9 +468,14 @@ mod tests {
     fn scratch_image_gets_every_file_with_exact_types_modes_and_owners() {
         let mut tree = Tree::new(meta(0o755));
         let report = inject_agents(&mut tree, &opts()).unwrap();
-        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(report.warnings.len(), 2);
         assert!(
             report.warnings[0].contains("no systemd"),
+            "{:?}",
+            report.warnings
+        );
+        assert!(
+            report.warnings[1].contains("neither /etc/os-release nor /usr/lib/os-release"),
             "{:?}",
             report.warnings
         );
@@ -600,6 +667,7 @@ mod tests {
             "../../../opt/systemd-252",
         );
         assert!(!has_systemd(&mut tree), "dangling");
+        file(&mut tree, "/etc/os-release", b"ID=alpine\n");
         let report = inject_agents(&mut tree.clone(), &opts()).unwrap();
         assert!(report.warnings[0].contains("/usr/lib/systemd/systemd"));
         file(&mut tree, "/opt/systemd-252", b"\x7fELF");
@@ -616,6 +684,70 @@ mod tests {
         tree.resolve_parent(b"/lib/systemd/systemd/x", Some(&meta(0o755)))
             .unwrap();
         assert!(!has_systemd(&mut tree));
+    }
+
+    #[test]
+    fn an_unknown_or_missing_distribution_is_warned_about() {
+        let warnings = |tree: &mut Tree| inject_agents(tree, &opts()).unwrap().warnings;
+        let mut tree = merged_usr_tree();
+        assert_eq!(warnings(&mut tree), Vec::<String>::new());
+        assert_eq!(first_boot_warning(&mut tree), None);
+
+        // /etc/os-release wins over /usr/lib/os-release.
+        let mut tree = merged_usr_tree();
+        tree.resolve_parent(b"/etc/os-release", None)
+            .map(|r| tree.unlink(r.parent, &r.name))
+            .unwrap();
+        file(&mut tree, "/etc/os-release", b"ID=nixos\nID_LIKE=\"\"\n");
+        let w = warnings(&mut tree);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("/etc/os-release names ID=nixos"), "{w:?}");
+
+        // A dangling /etc/os-release falls back to /usr/lib/os-release.
+        let mut tree = merged_usr_tree();
+        tree.resolve_parent(b"/usr/lib/os-release", None)
+            .map(|r| tree.unlink(r.parent, &r.name))
+            .unwrap();
+        file(&mut tree, "/usr/lib/os-release", b"ID=gentoo\n");
+        tree.resolve_parent(b"/etc/os-release", None)
+            .map(|r| tree.unlink(r.parent, &r.name))
+            .unwrap();
+        symlink(&mut tree, "/etc/os-release", "/nowhere");
+        let w = warnings(&mut tree);
+        assert!(
+            w[0].contains("/usr/lib/os-release names ID=gentoo"),
+            "{w:?}"
+        );
+
+        // Neither file (the dangling link does not count).
+        let mut tree = merged_usr_tree();
+        tree.resolve_parent(b"/usr/lib/os-release", None)
+            .map(|r| tree.unlink(r.parent, &r.name))
+            .unwrap();
+        let w = warnings(&mut tree);
+        assert!(w[0].contains("first boot cannot identify"), "{w:?}");
+
+        // A derivative known through ID_LIKE needs no warning.
+        let mut tree = merged_usr_tree();
+        file(
+            &mut tree,
+            "/usr/lib/os-release",
+            b"ID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
+        );
+        assert_eq!(warnings(&mut tree), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_os_release_already_placed_in_the_image_is_skipped_silently() {
+        let mut tree = merged_usr_tree();
+        file(&mut tree, "/usr/lib/os-release", b"");
+        let id = lookup_following(&mut tree, "/etc/os-release").unwrap();
+        tree.node_mut(id).kind =
+            NodeKind::File(FileContent::Placed(banger_ext4::tree::PlacedData {
+                size: 9,
+                extents: Vec::new(),
+            }));
+        assert_eq!(first_boot_warning(&mut tree), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod flatten;
 pub mod inject;
 pub mod layer;
+pub mod os_release;
 pub mod platform;
 pub mod progress;
 pub mod readahead;
