@@ -121,10 +121,10 @@ pub fn write_rootfs(
         Metadata::new(0o755, time),
     );
     // Inflate the next layer while the current one is applied.
-    let mut pending = image.layers.first().map(open_layer).transpose()?;
+    let mut next = image.layers.first().map(open_layer).transpose()?;
     for (i, layer) in image.layers.iter().enumerate() {
-        let reader = pending.take().expect("opened before use");
-        pending = image.layers.get(i + 1).map(open_layer).transpose()?;
+        let Some(reader) = next.take() else { break };
+        next = image.layers.get(i + 1).map(open_layer).transpose()?;
         flattener.apply_layer(&layer.name(), reader)?;
     }
     let mut tree = flattener.finish();
