@@ -22,7 +22,7 @@ use ondisk::{
 };
 
 /// Directory block size; the formatter only writes 4 KiB blocks.
-pub const BLOCK_SIZE: usize = 4096;
+pub const BLOCK_SIZE: usize = crate::spec::BLOCK_SIZE as usize;
 
 /// Unknown file type.
 pub const EXT4_FT_UNKNOWN: u8 = 0;
@@ -42,7 +42,7 @@ pub const EXT4_FT_SOCK: u8 = 6;
 pub const EXT4_FT_SYMLINK: u8 = 7;
 
 /// Inode flag the writer must set when [`DirBlocks::indexed`] is true.
-pub const EXT4_INDEX_FL: u32 = 0x1000;
+pub use crate::spec::EXT4_INDEX_FL;
 /// Longest name a dirent can hold.
 pub const EXT4_NAME_LEN: usize = 255;
 /// Space e2fsck leaves free in each htree leaf (its default

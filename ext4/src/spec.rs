@@ -40,6 +40,8 @@ pub const EXT4_CRC32C_CHKSUM: u8 = 1;
 pub const DX_HASH_HALF_MD4: u8 = 1;
 /// `s_flags`: directory hashes use signed chars (what x86 mke2fs sets).
 pub const EXT2_FLAGS_SIGNED_HASH: u32 = 0x0001;
+/// `s_flags`: directory hashes use unsigned chars.
+pub const EXT2_FLAGS_UNSIGNED_HASH: u32 = 0x0002;
 /// `s_jnl_backup_type`: `s_jnl_blocks` holds a copy of the journal's i_block.
 pub const EXT3_JNL_BACKUP_BLOCKS: u8 = 1;
 /// `s_default_mount_opts`: user_xattr.

@@ -46,15 +46,12 @@ pub const EXT4_XATTR_INDEX_RICHACL: u8 = 8;
 pub const EXT4_XATTR_NAME_MAX: usize = 255;
 
 /// Filesystem block size this module lays blocks out for.
-pub const BLOCK_SIZE: usize = 4096;
+pub const BLOCK_SIZE: usize = crate::spec::BLOCK_SIZE as usize;
 /// Inode size this module lays the in-inode area out for.
-pub const INODE_SIZE: usize = 256;
-/// `EXT4_GOOD_OLD_INODE_SIZE`: the fixed part of every inode.
-pub const EXT4_GOOD_OLD_INODE_SIZE: usize = 128;
-/// `i_extra_isize` the writer sets (and mke2fs uses).
-pub const EXTRA_ISIZE: usize = 32;
-/// Offset of the in-inode xattr area in the inode.
-pub const IN_INODE_OFFSET: usize = EXT4_GOOD_OLD_INODE_SIZE + EXTRA_ISIZE;
+pub const INODE_SIZE: usize = crate::spec::INODE_SIZE as usize;
+/// Offset of the in-inode xattr area in the inode (after the 128-byte
+/// classic inode and `i_extra_isize` bytes).
+pub const IN_INODE_OFFSET: usize = crate::spec::INODE_XATTR_OFFSET;
 /// Length of the in-inode xattr area, magic included.
 pub const IN_INODE_LEN: usize = INODE_SIZE - IN_INODE_OFFSET;
 

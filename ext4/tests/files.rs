@@ -131,7 +131,15 @@ fn fast_and_slow_symlinks() {
     let mut tree = new_tree();
     for len in [1usize, 58, 59, 60, 61, 200, 4095] {
         // Components of 49 bytes: readers reject components over 255.
-        let target: Vec<u8> = (0..len).map(|i| if i % 50 == 49 { b'/' } else { b'a' + (i % 26) as u8 }).collect();
+        let target: Vec<u8> = (0..len)
+            .map(|i| {
+                if i % 50 == 49 {
+                    b'/'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect();
         let id = tree.add(NodeKind::Symlink(target), meta(0o777));
         tree.link(Tree::ROOT, format!("l{len}").as_bytes(), id)
             .expect("link");

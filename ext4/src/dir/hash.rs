@@ -34,10 +34,7 @@ impl HashVersion {
     }
 }
 
-/// `EXT2_FLAGS_SIGNED_HASH` in `s_flags`: names were hashed as signed chars.
-pub const EXT2_FLAGS_SIGNED_HASH: u32 = 0x0001;
-/// `EXT2_FLAGS_UNSIGNED_HASH` in `s_flags`: names were hashed as unsigned chars.
-pub const EXT2_FLAGS_UNSIGNED_HASH: u32 = 0x0002;
+pub use crate::spec::{EXT2_FLAGS_SIGNED_HASH, EXT2_FLAGS_UNSIGNED_HASH};
 
 /// The filesystem-wide parameters of the htree hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
