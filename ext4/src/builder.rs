@@ -193,10 +193,12 @@ impl ImageBuilder {
         let areas = SuperblockAreas {
             gdt_reserve: max_groups.div_ceil(DESCS_PER_BLOCK).max(1),
         };
-        let limit = options.size.map_or(u64::MAX, |size| size / BLOCK_SIZE);
+        // File data streams in before the total is known, so it is not held
+        // to an explicit size: `finish` plans the geometry with everything
+        // counted and, if the size is too small, names what it must be.
         Ok(Self {
             image,
-            alloc: BlockAllocator::new(areas, limit),
+            alloc: BlockAllocator::new(areas, u64::MAX),
             areas,
             options,
             data: DataWriter::default(),
