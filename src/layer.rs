@@ -91,6 +91,32 @@ pub fn decompress(
     })
 }
 
+/// A layer stream's own failure (corrupt or truncated blob, digest mismatch),
+/// its message already naming the layer and the stream. Carried inside an
+/// [`io::Error`]; see [`is_stream_error`].
+#[derive(Debug)]
+pub struct StreamError(String);
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+fn stream_error(kind: io::ErrorKind, message: String) -> io::Error {
+    io::Error::new(kind, StreamError(message))
+}
+
+/// Whether `error` comes from a layer stream itself (and so names its layer)
+/// rather than from whatever consumed it.
+pub fn is_stream_error(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<StreamError>())
+}
+
 /// Adds context to a decoder's errors so a corrupt stream names its layer.
 struct Labelled<R> {
     inner: R,
@@ -99,9 +125,14 @@ struct Labelled<R> {
 
 impl<R: Read> Read for Labelled<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner
-            .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.what)))
+        self.inner.read(buf).map_err(|e| {
+            // The stored blob's verifier has already said which layer it is.
+            if is_stream_error(&e) {
+                e
+            } else {
+                stream_error(e.kind(), format!("{}: {e}", self.what))
+            }
+        })
     }
 }
 
@@ -135,7 +166,7 @@ impl<R: Read> VerifyingReader<R> {
     fn finish(&mut self) -> io::Result<()> {
         if let Some(size) = self.expected_size {
             if self.seen != size {
-                return Err(io::Error::new(
+                return Err(stream_error(
                     io::ErrorKind::InvalidData,
                     format!(
                         "{}: expected {size} bytes, got {} (truncated or corrupt; delete the cached blob and pull again)",
@@ -146,7 +177,7 @@ impl<R: Read> VerifyingReader<R> {
         }
         let actual = Digest::from_sha256_bytes(&self.hasher.clone().finalize());
         if actual != self.expected {
-            return Err(io::Error::new(
+            return Err(stream_error(
                 io::ErrorKind::InvalidData,
                 format!(
                     "{}: digest mismatch: expected {}, got {actual} (the image is corrupt or was tampered with)",
@@ -172,7 +203,7 @@ impl<R: Read> Read for VerifyingReader<R> {
         self.seen += n as u64;
         if let Some(size) = self.expected_size {
             if self.seen > size {
-                return Err(io::Error::new(
+                return Err(stream_error(
                     io::ErrorKind::InvalidData,
                     format!(
                         "{}: longer than the {size} bytes its descriptor declares",

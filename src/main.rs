@@ -165,16 +165,55 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", one_line(&error));
             ExitCode::from(1)
         }
     }
 }
 
+/// The error and its causes on one line. Most of banger's errors already
+/// print their source, so a cause whose text is already on the line is
+/// left out rather than repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{one_line, parse_size};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("layer 1: reading: {0}")]
+    struct Embeds(#[source] std::io::Error);
+
+    #[test]
+    fn errors_print_each_cause_once_on_one_line() {
+        let inner = std::io::Error::other("gzip stream: unexpected end of file");
+        let error = anyhow::Error::new(Embeds(inner)).context("building the image");
+        assert_eq!(
+            one_line(&error),
+            "building the image: layer 1: reading: gzip stream: unexpected end of file"
+        );
+        let multi = anyhow::anyhow!("registry said:\n  too many\n\n requests");
+        assert_eq!(one_line(&multi), "registry said: too many requests");
+    }
 
     #[test]
     fn sizes() {

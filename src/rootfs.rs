@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
 use crate::ext4::tree::{Metadata, Timestamp};
-use crate::flatten::{FlattenError, Flattener, Limits};
+use crate::flatten::{FlattenError, Flattener, Limits, TarError};
 use crate::inject::{inject_agents, InjectError, InjectOptions};
 use crate::readahead::ReadAhead;
 use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, SourceError};
@@ -57,6 +57,9 @@ pub enum RootfsError {
     /// A layer could not be applied.
     #[error(transparent)]
     Flatten(#[from] FlattenError),
+    /// A layer's stream is corrupt or truncated (the message names the layer).
+    #[error(transparent)]
+    Layer(std::io::Error),
     /// The agents could not be injected.
     #[error(transparent)]
     Inject(#[from] InjectError),
@@ -125,7 +128,9 @@ pub fn write_rootfs(
     for (i, layer) in image.layers.iter().enumerate() {
         let Some(reader) = next.take() else { break };
         next = image.layers.get(i + 1).map(open_layer).transpose()?;
-        flattener.apply_layer(&layer.name(), reader)?;
+        flattener
+            .apply_layer(&flatten_label(layer), reader)
+            .map_err(stream_or_flatten_error)?;
     }
     let mut tree = flattener.finish();
     let warnings = match request.agents_vsock_port {
@@ -141,6 +146,28 @@ pub fn write_rootfs(
         summary,
         warnings,
     })
+}
+
+/// The layer's name as the flattener's errors want it: they say `layer {label}`.
+fn flatten_label(layer: &crate::source::LayerRef) -> String {
+    let name = layer.name();
+    match name.strip_prefix("layer ") {
+        Some(rest) => rest.to_owned(),
+        None => name,
+    }
+}
+
+/// A corrupt or truncated blob is the layer's fault, not the entry's that
+/// happened to be read when it showed: report what the stream said (which
+/// names the layer) instead of a tar error at that entry.
+fn stream_or_flatten_error(error: FlattenError) -> RootfsError {
+    match error {
+        FlattenError::Tar {
+            source: TarError::Io(io),
+            ..
+        } if crate::layer::is_stream_error(&io) => RootfsError::Layer(io),
+        other => RootfsError::Flatten(other),
+    }
 }
 
 fn open_layer(layer: &crate::source::LayerRef) -> Result<ReadAhead, RootfsError> {

@@ -193,8 +193,9 @@ impl ImageBuilder {
         let areas = SuperblockAreas {
             gdt_reserve: max_groups.div_ceil(DESCS_PER_BLOCK).max(1),
         };
-        // Data streams in with no limit even under an explicit size: if the
-        // size is too small, the geometry plan then names the real need.
+        // File data streams in before the total is known, so it is not held
+        // to an explicit size: `finish` plans the geometry with everything
+        // counted and, if the size is too small, names what it must be.
         Ok(Self {
             image,
             alloc: BlockAllocator::new(areas, u64::MAX),

@@ -25,11 +25,13 @@ impl Comp {
     }
 }
 
-/// One layer: regular files (path, contents), compressed as asked.
+/// One layer: regular files (path, contents), or a ready-made tar, compressed as asked.
 #[derive(Debug, Clone)]
 pub struct LayerSpec {
     pub files: Vec<(String, Vec<u8>)>,
     pub comp: Comp,
+    /// A tar written by the test, used instead of `files`.
+    pub raw_tar: Option<Vec<u8>>,
 }
 
 impl LayerSpec {
@@ -40,6 +42,24 @@ impl LayerSpec {
                 .map(|(p, c)| (p.to_string(), c.to_vec()))
                 .collect(),
             comp,
+            raw_tar: None,
+        }
+    }
+
+    /// A layer whose uncompressed tar is `tar`, as written.
+    pub fn from_tar(comp: Comp, tar: Vec<u8>) -> Self {
+        LayerSpec {
+            files: Vec::new(),
+            comp,
+            raw_tar: Some(tar),
+        }
+    }
+
+    /// The uncompressed layer tar.
+    pub fn tar(&self) -> Vec<u8> {
+        match &self.raw_tar {
+            Some(tar) => tar.clone(),
+            None => layer_tar(&self.files),
         }
     }
 }
@@ -159,7 +179,7 @@ pub fn build_image(layout: &Path, spec: &ImageSpec) -> BuiltImage {
     let mut diff_ids = Vec::new();
     let mut layer_tars = Vec::new();
     for layer in &spec.layers {
-        let tar = layer_tar(&layer.files);
+        let tar = layer.tar();
         let blob = compress(&tar, layer.comp);
         let (digest, size) = write_blob(layout, &blob);
         layer_descs.push(
@@ -192,6 +212,48 @@ pub fn build_image(layout: &Path, spec: &ImageSpec) -> BuiltImage {
         diff_ids,
         layer_tars,
     }
+}
+
+/// A layer blob already written into a layout (for layers too large to build in memory).
+#[derive(Debug, Clone)]
+pub struct WrittenLayer {
+    pub digest: String,
+    pub size: u64,
+    pub comp: Comp,
+    pub diff_id: String,
+}
+
+/// Writes config, manifest, `index.json` (tagged `tag`) and `oci-layout` for one
+/// image whose layer blobs are already in `dir`. Returns the manifest digest.
+pub fn write_single_image(
+    dir: &Path,
+    tag: &str,
+    platform: &str,
+    layers: &[WrittenLayer],
+) -> String {
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let (config_digest, config_size) = write_blob(dir, &config_json(platform, &diff_ids));
+    let descs: Vec<_> = layers
+        .iter()
+        .map(|l| json!({"mediaType": l.comp.oci_media_type(), "digest": l.digest, "size": l.size}))
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": descs,
+    });
+    let (digest, size) = write_blob(dir, &serde_json::to_vec(&manifest).expect("json"));
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                       "size": size, "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index.json");
+    digest
 }
 
 /// Writes a complete layout at `dir` with `images` under `tag`: one image directly,
@@ -233,7 +295,7 @@ pub fn build_layout(dir: &Path, tag: &str, images: &[ImageSpec]) -> Layout {
 /// With `dedup_last`, the last layer is a symlink to the first, as docker writes
 /// repeated layers. Returns the uncompressed tars.
 pub fn build_docker_archive(path: &Path, layers: &[LayerSpec], dedup_last: bool) -> Vec<Vec<u8>> {
-    let tars: Vec<Vec<u8>> = layers.iter().map(|l| layer_tar(&l.files)).collect();
+    let tars: Vec<Vec<u8>> = layers.iter().map(LayerSpec::tar).collect();
     let diff_ids: Vec<String> = tars.iter().map(|t| sha256(t)).collect();
     let config = config_json("linux/amd64", &diff_ids);
     let config_name = format!("{}.json", &sha256(&config)[7..]);

@@ -1,0 +1,1389 @@
+//! End-to-end acceptance tests of `banger rootfs`: the real binary, every
+//! transport, judged by `e2fsck -fn` and a full read-back against what the
+//! flattened layers say (the same layers flattened independently into a
+//! `MemoryStore` tree), plus a real Debian rootfs through a real registry
+//! and the errors bad input must give.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use banger::ext4::tree::{FileContent, MemoryStore, Metadata, NodeId, NodeKind, Timestamp, Tree};
+use banger::flatten::{Flattener, Limits};
+use banger::inject::{inject_agents, InjectOptions};
+use banger_testkit::debugfs::{parse_stat, run_batch};
+use banger_testkit::{assert_fsck_clean, assert_image_matches_tree, CompareOptions};
+use sha2::{Digest as _, Sha256};
+use support::cache_entries;
+use support::fake::{FakeServer, Reply, Request};
+use support::oci::{
+    build_docker_archive, build_layout, compress, sha256, write_single_image, Comp, ImageSpec,
+    LayerSpec, WrittenLayer,
+};
+use support::registry::TestRegistry;
+
+/// `SOURCE_DATE_EPOCH` of every run: the root's and the agents' times.
+const EPOCH: i64 = 1_700_000_000;
+/// mtime of every entry the tests write.
+const MTIME: u64 = 1_690_000_000;
+
+// ------------------------------------------------------------ layer tars
+
+/// A layer tar written entry by entry, every field as the test says.
+struct LayerTar(tar::Builder<Vec<u8>>);
+
+fn header(kind: tar::EntryType, mode: u32, uid: u64, gid: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_mtime(MTIME);
+    h.set_size(0);
+    h
+}
+
+impl LayerTar {
+    fn new() -> Self {
+        Self(tar::Builder::new(Vec::new()))
+    }
+
+    fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
+        self.dir_owned(path, mode, 0, 0)
+    }
+
+    fn dir_owned(&mut self, path: &str, mode: u32, uid: u64, gid: u64) -> &mut Self {
+        let mut h = header(tar::EntryType::Directory, mode, uid, gid);
+        self.0.append_data(&mut h, path, io::empty()).expect("dir");
+        self
+    }
+
+    fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> &mut Self {
+        self.file_owned(path, mode, 0, 0, data)
+    }
+
+    fn file_owned(&mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> &mut Self {
+        let mut h = header(tar::EntryType::Regular, mode, uid, gid);
+        h.set_size(data.len() as u64);
+        self.0.append_data(&mut h, path, data).expect("file");
+        self
+    }
+
+    /// A file with `SCHILY.xattr.*` PAX records, as containerd and GNU tar write them.
+    fn file_xattrs(
+        &mut self,
+        path: &str,
+        mode: u32,
+        data: &[u8],
+        xattrs: &[(&str, &[u8])],
+    ) -> &mut Self {
+        self.pax_xattrs(xattrs);
+        self.file(path, mode, data)
+    }
+
+    fn pax_xattrs(&mut self, xattrs: &[(&str, &[u8])]) {
+        let records: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(name, value)| (format!("SCHILY.xattr.{name}"), *value))
+            .collect();
+        self.0
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+            .expect("pax");
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0, 0);
+        self.0.append_link(&mut h, path, target).expect("symlink");
+        self
+    }
+
+    fn hardlink(&mut self, path: &str, target: &str) -> &mut Self {
+        let mut h = header(tar::EntryType::Link, 0o644, 0, 0);
+        self.0.append_link(&mut h, path, target).expect("hard link");
+        self
+    }
+
+    fn device(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        gid: u64,
+        dev: (u32, u32),
+    ) -> &mut Self {
+        let mut h = header(kind, mode, 0, gid);
+        h.set_device_major(dev.0).expect("major");
+        h.set_device_minor(dev.1).expect("minor");
+        self.0
+            .append_data(&mut h, path, io::empty())
+            .expect("device");
+        self
+    }
+
+    fn fifo(&mut self, path: &str) -> &mut Self {
+        let mut h = header(tar::EntryType::Fifo, 0o600, 0, 0);
+        self.0.append_data(&mut h, path, io::empty()).expect("fifo");
+        self
+    }
+
+    /// An entry whose name is written raw (the tar crate refuses `..` and `/abs`).
+    fn raw_file(&mut self, name: &[u8], data: &[u8]) -> &mut Self {
+        let mut h = header(tar::EntryType::Regular, 0o644, 0, 0);
+        h.set_size(data.len() as u64);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        self.0.append(&h, data).expect("raw entry");
+        self
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.0.into_inner().expect("tar finish")
+    }
+}
+
+/// A POSIX ACL in the VFS format (`SCHILY.xattr.system.posix_acl_access`):
+/// user::rwx user:1000:r-x group::r-x mask::r-x other::---.
+fn vfs_acl() -> Vec<u8> {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 7u16, u32::MAX),
+        (0x02, 5, 1000),
+        (0x04, 5, u32::MAX),
+        (0x10, 5, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    acl
+}
+
+/// `security.capability` v2 granting cap_net_raw (bit 13), effective.
+fn net_raw_capability() -> Vec<u8> {
+    let mut cap = 0x0200_0001u32.to_le_bytes().to_vec();
+    for word in [1u32 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    cap
+}
+
+/// Deterministic bytes that do not compress to nothing.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The base layer: every kind of entry an image holds.
+fn base_layer(arch: &str) -> Vec<u8> {
+    let mut t = LayerTar::new();
+    t.dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .hardlink("etc/passwd-", "etc/passwd")
+        .file("etc/group", 0o644, b"root:x:0:\nshadow:x:42:\ntty:x:5:\n")
+        .file_owned("etc/shadow", 0o640, 0, 42, b"root:*:19000:0:99999:7:::\n")
+        .file("etc/motd", 0o644, b"to be whited out\n")
+        .file("etc/arch", 0o644, arch.as_bytes())
+        .dir("usr", 0o755)
+        .dir("usr/bin", 0o755)
+        .file("usr/bin/su", 0o4755, &noise(3000, 1))
+        .file_owned("usr/bin/wall", 0o2755, 0, 5, &noise(1000, 2))
+        .file_xattrs(
+            "usr/bin/ping",
+            0o755,
+            &noise(5000, 3),
+            &[
+                ("security.capability", &net_raw_capability()),
+                ("user.origin", b"e2e test"),
+            ],
+        )
+        .file("usr/bin/gunzip", 0o755, b"#!/bin/sh\nexec gzip -d \"$@\"\n")
+        .hardlink("usr/bin/uncompress", "usr/bin/gunzip")
+        .symlink("usr/bin/sh", "dash")
+        .file("usr/bin/dash", 0o755, &noise(2000, 4))
+        .dir("usr/lib", 0o755)
+        .file("usr/lib/libbig.so.1", 0o644, &noise(300_000, 5))
+        .symlink("usr/lib/libbig.so", "/usr/lib/libbig.so.1")
+        .file("usr/lib/systemd/systemd", 0o755, b"not really systemd\n")
+        .symlink("bin", "usr/bin")
+        .symlink("lib", "usr/lib")
+        .dir("tmp", 0o1777)
+        .dir("dev", 0o755)
+        .device("dev/null", tar::EntryType::Char, 0o666, 0, (1, 3))
+        .device("dev/sda", tar::EntryType::Block, 0o660, 6, (8, 0))
+        .dir("run", 0o755)
+        .fifo("run/initctl")
+        .dir("var/log", 0o755);
+    t.pax_xattrs(&[("system.posix_acl_access", &vfs_acl())]);
+    t.dir("var/log/journal", 0o2755)
+        .file("var/cache/apt/pkgcache.bin", 0o644, &noise(4000, 6))
+        .dir("opt/app", 0o755)
+        .file("opt/app/old", 0o644, b"old\n")
+        .file("opt/app/sub/deep", 0o644, b"deep\n")
+        .dir_owned("home/user", 0o700, 1000, 1000)
+        .file_owned("home/user/notes", 0o600, 1000, 1000, b"mine\n");
+    t.finish()
+}
+
+/// Whiteouts, an opaque directory, an overwritten hard-link target, a hard
+/// link across layers.
+fn middle_layer() -> Vec<u8> {
+    let mut t = LayerTar::new();
+    t.file("etc/.wh.motd", 0o644, b"")
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/bash\n")
+        .file("opt/app/.wh..wh..opq", 0o644, b"")
+        .file("opt/app/new", 0o644, b"new\n")
+        .file("var/.wh.cache", 0o644, b"")
+        .hardlink("usr/bin/zcat", "usr/bin/gunzip")
+        .file("usr/lib/os-release", 0o644, b"ID=banger-e2e\n")
+        .symlink("etc/os-release", "../usr/lib/os-release");
+    t.finish()
+}
+
+/// A directory re-added after its whiteout, a whiteout of a setgid file.
+fn top_layer() -> Vec<u8> {
+    let mut t = LayerTar::new();
+    t.dir("var/cache", 0o755)
+        .file("var/cache/fresh", 0o644, b"fresh\n")
+        .file("usr/bin/.wh.wall", 0o644, b"")
+        .file("etc/hostname", 0o644, b"e2e\n");
+    t.finish()
+}
+
+fn rich_layers() -> Vec<Vec<u8>> {
+    vec![base_layer("amd64"), middle_layer(), top_layer()]
+}
+
+/// One tar holding every kind of entry, for the single-layer `tar:` source.
+fn rootfs_tar() -> Vec<u8> {
+    let mut t = LayerTar::new();
+    t.dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .hardlink("etc/passwd-", "etc/passwd")
+        .file_owned("etc/shadow", 0o640, 0, 42, b"root:*:19000::::::\n")
+        .file("usr/bin/su", 0o4755, &noise(3000, 7))
+        .file_xattrs("usr/bin/ping", 0o755, &noise(900, 8), &[("user.x", b"y")])
+        .symlink("bin", "usr/bin")
+        .device("dev/null", tar::EntryType::Char, 0o666, 0, (1, 3))
+        .fifo("run/fifo")
+        .dir("tmp", 0o1777)
+        // A whiteout in a lone layer hides nothing but must not appear.
+        .file("etc/.wh.nothing", 0o644, b"")
+        .file("usr/lib/data", 0o644, &noise(200_000, 9));
+    t.finish()
+}
+
+// ------------------------------------------------------------ the oracle
+
+/// What the flattened layers say: the same tars flattened independently into
+/// memory, then the agents injected as `banger rootfs` injects them.
+fn expected_tree(layers: &[Vec<u8>], agents: bool) -> Tree {
+    let time = Timestamp::from_secs(EPOCH);
+    let mut store = MemoryStore;
+    let mut flattener = Flattener::new(&mut store, Limits::default(), Metadata::new(0o755, time));
+    for (i, tar) in layers.iter().enumerate() {
+        flattener
+            .apply_layer(&format!("expected {i}"), &tar[..])
+            .expect("the test's own layers flatten");
+    }
+    let mut tree = flattener.finish();
+    if agents {
+        inject_agents(&mut tree, &InjectOptions::new(time)).expect("inject");
+    }
+    tree
+}
+
+// ------------------------------------------------------------ the binary
+
+/// A scratch area: `out/` holds nothing but the image, `cache/` is the blob cache.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("out")).expect("out dir");
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join("out").join(name)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// Runs `banger ARGS` with the cache here, stdin from `stdin`.
+    fn banger(&self, args: &[&str], stdin: Option<Vec<u8>>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_banger"))
+            .args(args)
+            .env("BANGER_CACHE_DIR", self.cache())
+            .env("SOURCE_DATE_EPOCH", EPOCH.to_string())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run banger");
+        let writer = stdin.map(|bytes| {
+            let mut pipe = child.stdin.take().expect("stdin");
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let output = child.wait_with_output().expect("wait for banger");
+        if let Some(writer) = writer {
+            writer.join().expect("stdin writer");
+        }
+        output
+    }
+
+    /// `banger rootfs SOURCE -o out/NAME EXTRA...`.
+    fn rootfs(
+        &self,
+        source: &str,
+        name: &str,
+        extra: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> (PathBuf, Output) {
+        let img = self.out(name);
+        let img_arg = img.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["rootfs", source, "-o", &img_arg];
+        args.extend_from_slice(extra);
+        let output = self.banger(&args, stdin);
+        (img, output)
+    }
+}
+
+/// sha256 of a file, streamed (images are sparse and large).
+fn file_sha256(path: &Path) -> String {
+    let mut hashing = Hashing {
+        inner: io::sink(),
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    io::copy(&mut fs::File::open(path).expect("open"), &mut hashing).expect("read");
+    hex::encode(hashing.hasher.finalize())
+}
+
+/// Names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit 0, the image and nothing else beside it, e2fsck clean, and every
+/// path as `expected` says.
+fn assert_built(output: &Output, img: &Path, expected: &Tree) {
+    assert!(
+        output.status.success(),
+        "banger failed ({}): {}",
+        output.status,
+        stderr(output)
+    );
+    let dir = img.parent().expect("parent");
+    let name = img
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let others: Vec<String> = listing(dir).into_iter().filter(|n| *n != name).collect();
+    assert!(
+        others.iter().all(|n| !n.starts_with('.')),
+        "temporary files left beside the image: {others:?}"
+    );
+    assert!(img.is_file(), "{} was not written", img.display());
+    assert_fsck_clean(img);
+    assert_image_matches_tree(img, expected, &CompareOptions::default());
+}
+
+/// Exit non-zero, one `error:` line naming everything in `needles`, no output
+/// file and nothing beside it. Returns the line.
+fn assert_failed(output: &Output, img: &Path, needles: &[&str]) -> String {
+    let text = stderr(output);
+    assert!(
+        !output.status.success(),
+        "banger succeeded where it must fail; stderr: {text}"
+    );
+    assert_ne!(output.status.code(), Some(0));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr must be one line, got:\n{text}");
+    let line = lines[0];
+    eprintln!("{line}");
+    assert!(line.starts_with("error: "), "{line}");
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "the error does not name {needle:?}: {line}"
+        );
+    }
+    // No cause is printed twice (an error chain whose messages embed their sources).
+    let parts: Vec<&str> = line.split(": ").filter(|p| p.len() >= 12).collect();
+    let unique: BTreeSet<&str> = parts.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        parts.len(),
+        "the error repeats itself: {line}"
+    );
+    assert!(!img.exists(), "{} exists after a failure", img.display());
+    let dir = img.parent().expect("parent");
+    let hidden: Vec<String> = listing(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        hidden,
+        Vec::<String>::new(),
+        "temporary files left in {}",
+        dir.display()
+    );
+    line.to_owned()
+}
+
+/// An OCI layout of `layers` (compressed as `comps`) under tag `tag`.
+fn layout_of(dir: &Path, tag: &str, layers: &[Vec<u8>], comps: &[Comp]) -> support::oci::Layout {
+    let specs = layers
+        .iter()
+        .zip(comps)
+        .map(|(tar, comp)| LayerSpec::from_tar(*comp, tar.clone()))
+        .collect();
+    build_layout(dir, tag, &[ImageSpec::new("linux/amd64", specs)])
+}
+
+/// The two-platform layout: the rich image for amd64, a one-layer one for arm64.
+fn two_platform_layout(dir: &Path, tag: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let amd64 = rich_layers();
+    let arm64 = vec![base_layer("arm64")];
+    let spec = |layers: &[Vec<u8>], platform: &str, comp| {
+        ImageSpec::new(
+            platform,
+            layers
+                .iter()
+                .map(|t| LayerSpec::from_tar(comp, t.clone()))
+                .collect(),
+        )
+    };
+    build_layout(
+        dir,
+        tag,
+        &[
+            spec(&arm64, "linux/arm64/v8", Comp::Zstd),
+            spec(&amd64, "linux/amd64", Comp::Gzip),
+        ],
+    );
+    (amd64, arm64)
+}
+
+// ------------------------------------------------------------ transports
+
+#[test]
+fn registry_oci_manifest_gzip_and_zstd_layers_with_agents() {
+    let Some(mut registry) =
+        TestRegistry::start("registry_oci_manifest_gzip_and_zstd_layers_with_agents")
+    else {
+        return;
+    };
+    let work = Work::new();
+    let layers = rich_layers();
+    let layout = layout_of(
+        &work.path("layout"),
+        "v1",
+        &layers,
+        &[Comp::Gzip, Comp::Zstd, Comp::Gzip],
+    );
+    registry.push(&layout.dir, "v1", "e2e/rich", &[]);
+    let reference = format!("{}/e2e/rich:v1", registry.host());
+
+    let expected = expected_tree(&layers, true);
+    let (img, output) = work.rootfs(&reference, "rich.ext4", &[], None);
+    assert_built(&output, &img, &expected);
+    let cached = cache_entries(&work.cache());
+    assert!(
+        cached
+            .iter()
+            .all(|n| !n.contains("tmp") && !n.starts_with('.')),
+        "{cached:?}"
+    );
+    for digest in &layout.images[0].layer_digests {
+        assert!(
+            cached.contains(&digest[7..].to_string()),
+            "{digest} not cached: {cached:?}"
+        );
+    }
+
+    // From the cache alone (by digest: a tag must be asked for), the same bytes again.
+    let manifest = cached
+        .iter()
+        .find(|name| {
+            let bytes = fs::read(work.cache().join("oci/blobs/sha256").join(name)).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|v| v.get("layers").is_some())
+        })
+        .expect("the manifest is cached");
+    registry.stop();
+    let by_digest = format!("{}/e2e/rich@sha256:{manifest}", registry.host());
+    let (again, output) = work.rootfs(&by_digest, "again.ext4", &[], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        file_sha256(&img),
+        file_sha256(&again),
+        "a rebuild from the cache differs"
+    );
+}
+
+#[test]
+fn registry_docker_schema2_gzip_layers_no_agents() {
+    let Some(registry) = TestRegistry::start("registry_docker_schema2_gzip_layers_no_agents")
+    else {
+        return;
+    };
+    let work = Work::new();
+    let layers = rich_layers();
+    let layout = layout_of(&work.path("layout"), "v2", &layers, &[Comp::Gzip; 3]);
+    registry.push(&layout.dir, "v2", "e2e/v2s2", &["--format", "v2s2"]);
+    let reference = format!("docker://{}/e2e/v2s2:v2", registry.host());
+
+    let (img, output) = work.rootfs(
+        &reference,
+        "v2s2.ext4",
+        &["--no-agents", "--size", "64M"],
+        None,
+    );
+    assert_built(&output, &img, &expected_tree(&layers, false));
+}
+
+#[test]
+fn registry_two_platform_index() {
+    let Some(registry) = TestRegistry::start("registry_two_platform_index") else {
+        return;
+    };
+    let work = Work::new();
+    let (amd64, arm64) = two_platform_layout(&work.path("layout"), "multi");
+    registry.push(&work.path("layout"), "multi", "e2e/multi", &["--all"]);
+    let reference = format!("{}/e2e/multi:multi", registry.host());
+
+    let (img, output) = work.rootfs(
+        &reference,
+        "amd64.ext4",
+        &["--no-agents", "--size", "64M"],
+        None,
+    );
+    assert_built(&output, &img, &expected_tree(&amd64, false));
+    let (img, output) = work.rootfs(
+        &reference,
+        "arm64.ext4",
+        &["--platform", "linux/arm64/v8", "--size", "64M"],
+        None,
+    );
+    assert_built(&output, &img, &expected_tree(&arm64, true));
+    let (img, output) = work.rootfs(
+        &reference,
+        "s390x.ext4",
+        &["--platform", "linux/s390x"],
+        None,
+    );
+    assert_failed(
+        &output,
+        &img,
+        &["linux/s390x", "linux/amd64", "linux/arm64", "--platform"],
+    );
+}
+
+#[test]
+fn oci_layout_with_and_without_tag() {
+    let work = Work::new();
+    let layers = rich_layers();
+    let layout = layout_of(
+        &work.path("layout"),
+        "t1",
+        &layers,
+        &[Comp::Zstd, Comp::None, Comp::Gzip],
+    );
+    let dir = layout.dir.to_str().unwrap();
+
+    let (img, output) = work.rootfs(
+        &format!("oci:{dir}:t1"),
+        "tagged.ext4",
+        &["--size", "64M"],
+        None,
+    );
+    assert_built(&output, &img, &expected_tree(&layers, true));
+    let (img, output) = work.rootfs(
+        &format!("oci:{dir}"),
+        "untagged.ext4",
+        &["--no-agents", "--size", "64M"],
+        None,
+    );
+    assert_built(&output, &img, &expected_tree(&layers, false));
+    // A local layout is read in place: nothing enters the cache.
+    assert_eq!(cache_entries(&work.cache()), Vec::<String>::new());
+}
+
+#[test]
+fn docker_archive_in_docker_save_format() {
+    let work = Work::new();
+    let layers = rich_layers();
+    let specs: Vec<LayerSpec> = layers
+        .iter()
+        .map(|t| LayerSpec::from_tar(Comp::None, t.clone()))
+        .collect();
+    let archive = work.path("image.tar");
+    build_docker_archive(&archive, &specs, false);
+
+    let source = format!("docker-archive:{}", archive.display());
+    let (img, output) = work.rootfs(&source, "archive.ext4", &["--size", "64M"], None);
+    assert_built(&output, &img, &expected_tree(&layers, true));
+}
+
+#[test]
+fn tar_file_plain_gzip_and_zstd() {
+    let work = Work::new();
+    let tar = rootfs_tar();
+    let expected_plain = expected_tree(std::slice::from_ref(&tar), false);
+    assert!(
+        expected_plain.lookup_path(b"/etc/.wh.nothing").is_none(),
+        "the oracle keeps a whiteout marker"
+    );
+    for (comp, name, agents) in [
+        (Comp::None, "plain", false),
+        (Comp::Gzip, "gzip", true),
+        (Comp::Zstd, "zstd", false),
+    ] {
+        let file = work.path(&format!("rootfs.{name}"));
+        fs::write(&file, compress(&tar, comp)).unwrap();
+        let mut extra = vec!["--size", "64M"];
+        if !agents {
+            extra.push("--no-agents");
+        }
+        let (img, output) = work.rootfs(
+            &format!("tar:{}", file.display()),
+            &format!("{name}.ext4"),
+            &extra,
+            None,
+        );
+        assert_built(
+            &output,
+            &img,
+            &expected_tree(std::slice::from_ref(&tar), agents),
+        );
+    }
+}
+
+#[test]
+fn tar_from_stdin() {
+    let work = Work::new();
+    let tar = rootfs_tar();
+    let (img, output) = work.rootfs(
+        "tar:-",
+        "stdin.ext4",
+        &["--size", "64M"],
+        Some(compress(&tar, Comp::Zstd)),
+    );
+    assert_built(&output, &img, &expected_tree(&[tar], true));
+}
+
+// ------------------------------------------------------------ bad input
+
+#[test]
+fn path_traversal_lands_inside_the_root() {
+    let work = Work::new();
+    let mut t = LayerTar::new();
+    t.raw_file(b"../../etc/passwd", b"inside\n")
+        .raw_file(b"/abs/file", b"absolute\n")
+        .raw_file(b"a/../../../escaped", b"escaped\n");
+    let tar = t.finish();
+    let expected = expected_tree(std::slice::from_ref(&tar), false);
+    for path in [&b"/etc/passwd"[..], &b"/abs/file"[..], &b"/escaped"[..]] {
+        assert!(
+            expected.lookup_path(path).is_some(),
+            "{}",
+            path.escape_ascii()
+        );
+    }
+    let file = work.path("traversal.tar");
+    fs::write(&file, &tar).unwrap();
+    let (img, output) = work.rootfs(
+        &format!("tar:{}", file.display()),
+        "t.ext4",
+        &["--no-agents", "--size", "16M"],
+        None,
+    );
+    assert_built(&output, &img, &expected);
+}
+
+#[test]
+fn hard_link_to_a_missing_target_names_layer_and_entry() {
+    let work = Work::new();
+    let mut t = LayerTar::new();
+    t.file("etc/present", 0o644, b"x")
+        .hardlink("usr/bin/broken", "usr/bin/missing");
+    let file = work.path("hardlink.tar");
+    fs::write(&file, t.finish()).unwrap();
+    let (img, output) = work.rootfs(&format!("tar:{}", file.display()), "h.ext4", &[], None);
+    assert_failed(
+        &output,
+        &img,
+        &["layer 0", "usr/bin/broken", "usr/bin/missing"],
+    );
+}
+
+#[test]
+fn truncated_gzip_layer() {
+    let work = Work::new();
+    let gz = compress(&rootfs_tar(), Comp::Gzip);
+    let file = work.path("truncated.tar.gz");
+    fs::write(&file, &gz[..gz.len() / 2]).unwrap();
+    let (img, output) = work.rootfs(&format!("tar:{}", file.display()), "t.ext4", &[], None);
+    let line = assert_failed(&output, &img, &["layer 0"]);
+    assert!(
+        ["truncated", "unexpected end", "end of file", "incomplete"]
+            .iter()
+            .any(|w| line.contains(w)),
+        "does not say the stream is cut short: {line}"
+    );
+}
+
+#[test]
+fn diff_id_mismatch_names_the_layer() {
+    let work = Work::new();
+    let layers = rich_layers();
+    let mut spec = ImageSpec::new(
+        "linux/amd64",
+        layers
+            .iter()
+            .map(|t| LayerSpec::from_tar(Comp::Gzip, t.clone()))
+            .collect(),
+    );
+    spec.bad_last_diff_id = true;
+    let layout = build_layout(&work.path("layout"), "bad", &[spec]);
+    let source = format!("oci:{}:bad", layout.dir.display());
+    let (img, output) = work.rootfs(&source, "d.ext4", &[], None);
+    let short = &layout.images[0].layer_digests[2][7..19];
+    assert_failed(&output, &img, &["layer 2", short, "diff_id"]);
+}
+
+#[test]
+fn corrupt_blob_in_an_oci_layout() {
+    let work = Work::new();
+    let layers = rich_layers();
+    let layout = layout_of(
+        &work.path("layout"),
+        "c",
+        &layers,
+        &[Comp::Gzip, Comp::Zstd, Comp::Gzip],
+    );
+    // A byte of the gzip header's MTIME: the stream still inflates to the
+    // right tar, so only the blob digest can tell.
+    let digest = &layout.images[0].layer_digests[2];
+    let blob = layout.dir.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes[5] ^= 0x40;
+    fs::write(&blob, bytes).unwrap();
+
+    let (img, output) = work.rootfs(
+        &format!("oci:{}:c", layout.dir.display()),
+        "c.ext4",
+        &[],
+        None,
+    );
+    assert_failed(&output, &img, &["layer 2", &digest[7..19], "corrupt"]);
+    assert_eq!(cache_entries(&work.cache()), Vec::<String>::new());
+}
+
+/// Serves `blobs` (by digest) and the manifest tagged `tag` like a registry,
+/// with `corrupt` served one byte wrong.
+fn fake_registry(
+    layout: &support::oci::Layout,
+    tag: &'static str,
+    corrupt: Option<String>,
+) -> FakeServer {
+    let mut blobs = std::collections::HashMap::new();
+    for entry in fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+        let mut bytes = fs::read(entry.path()).unwrap();
+        if corrupt.as_ref() == Some(&digest) {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x01;
+        }
+        blobs.insert(digest, bytes);
+    }
+    let top = layout.top_digest.clone();
+    let blobs = Arc::new(blobs);
+    FakeServer::start("127.0.0.1", move |request: &Request| {
+        let path = request.path();
+        if path == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        if let Some(reference) = path.strip_prefix("/v2/e2e/img/manifests/") {
+            let digest = if reference == tag {
+                top.clone()
+            } else {
+                reference.to_string()
+            };
+            return match blobs.get(&digest) {
+                Some(body) => Reply::new(200, body.clone())
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("Docker-Content-Digest", &digest),
+                None => Reply::new(
+                    404,
+                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+                ),
+            };
+        }
+        if let Some(digest) = path.strip_prefix("/v2/e2e/img/blobs/") {
+            if let Some(body) = blobs.get(digest) {
+                return Reply::new(200, body.clone());
+            }
+        }
+        Reply::new(
+            404,
+            r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#,
+        )
+    })
+}
+
+#[test]
+fn corrupt_blob_from_a_registry_is_not_cached() {
+    let work = Work::new();
+    let layers = rich_layers();
+    let layout = layout_of(
+        &work.path("layout"),
+        "v1",
+        &layers,
+        &[Comp::Gzip, Comp::Zstd, Comp::Gzip],
+    );
+    let bad = layout.images[0].layer_digests[1].clone();
+    let server = fake_registry(&layout, "v1", Some(bad.clone()));
+    let reference = format!("{}/e2e/img:v1", server.addr);
+
+    let (img, output) = work.rootfs(&reference, "r.ext4", &[], None);
+    assert_failed(&output, &img, &[&bad[7..19]]);
+    let cached = cache_entries(&work.cache());
+    assert!(
+        !cached.contains(&bad[7..].to_string()),
+        "the corrupt blob was cached: {cached:?}"
+    );
+    assert!(
+        cached.iter().all(|n| n.len() == 64),
+        "temporary files left in the cache: {cached:?}"
+    );
+}
+
+#[test]
+fn schema1_manifest_is_a_clear_error() {
+    let work = Work::new();
+    let server = FakeServer::start("127.0.0.1", |request: &Request| {
+        match request.path() {
+        "/v2/" => Reply::new(200, "{}"),
+        "/v2/e2e/old/manifests/v1" => Reply::new(
+            200,
+            r#"{"schemaVersion":1,"name":"e2e/old","tag":"v1","architecture":"amd64","fsLayers":[],"history":[]}"#,
+        )
+        .header("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+        _ => Reply::new(404, r#"{"errors":[{"code":"NOT_FOUND","message":"not found"}]}"#),
+    }
+    });
+    let (img, output) = work.rootfs(&format!("{}/e2e/old:v1", server.addr), "s.ext4", &[], None);
+    assert_failed(&output, &img, &["schema 1", "e2e/old"]);
+}
+
+#[test]
+fn unknown_platform_lists_what_exists() {
+    let work = Work::new();
+    two_platform_layout(&work.path("layout"), "multi");
+    let source = format!("oci:{}:multi", work.path("layout").display());
+    let (img, output) = work.rootfs(&source, "p.ext4", &["--platform", "linux/riscv64"], None);
+    assert_failed(
+        &output,
+        &img,
+        &["linux/riscv64", "linux/amd64", "linux/arm64/v8"],
+    );
+}
+
+#[test]
+fn too_small_size_names_the_size_needed() {
+    let work = Work::new();
+    let file = work.path("rootfs.tar");
+    fs::write(&file, rootfs_tar()).unwrap();
+    let (img, output) = work.rootfs(
+        &format!("tar:{}", file.display()),
+        "small.ext4",
+        &["--size", "1M"],
+        None,
+    );
+    let line = assert_failed(&output, &img, &["1048576", "at least"]);
+    // The size it names is the truth: more than asked, and enough.
+    let needed: u64 = line
+        .split("at least ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size after \"at least\": {line}"));
+    assert!(needed > 1 << 20, "{line}");
+    let size = needed.to_string();
+    let (img, output) = work.rootfs(
+        &format!("tar:{}", file.display()),
+        "exact.ext4",
+        &["--size", &size],
+        None,
+    );
+    assert_built(&output, &img, &expected_tree(&[rootfs_tar()], true));
+    assert_eq!(fs::metadata(&img).unwrap().len(), needed);
+}
+
+#[test]
+fn help_mentions_every_transport() {
+    let work = Work::new();
+    let output = work.banger(&["rootfs", "--help"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "docker://",
+        "oci:DIR",
+        "docker-archive:FILE",
+        "tar:FILE",
+        "tar:-",
+        "--platform",
+        "--no-agents",
+    ] {
+        assert!(
+            text.contains(needle),
+            "--help does not mention {needle}:\n{text}"
+        );
+    }
+}
+
+// ------------------------------------------------------------ a real rootfs
+
+/// Hashes what passes through.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Streams a layer blob into `layout`: `fill` writes the tar, which is hashed
+/// (diff_id), compressed, hashed again (digest) and stored under its digest.
+fn write_layer_blob(
+    layout: &Path,
+    comp: Comp,
+    fill: impl FnOnce(&mut tar::Builder<Hashing<Box<dyn Write + '_>>>) -> io::Result<()>,
+) -> WrittenLayer {
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let temp = blobs.join("incoming");
+    let mut stored = Hashing {
+        inner: fs::File::create(&temp).unwrap(),
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    let diff_id = {
+        let compressor: Box<dyn Write + '_> = match comp {
+            Comp::None => Box::new(&mut stored),
+            Comp::Gzip => Box::new(flate2::write::GzEncoder::new(
+                &mut stored,
+                flate2::Compression::fast(),
+            )),
+            Comp::Zstd => Box::new(zstd::Encoder::new(&mut stored, 1).unwrap().auto_finish()),
+        };
+        let mut builder = tar::Builder::new(Hashing {
+            inner: compressor,
+            hasher: Sha256::new(),
+            len: 0,
+        });
+        fill(&mut builder).unwrap();
+        let mut tar = builder.into_inner().unwrap();
+        tar.flush().unwrap();
+        let diff_id = format!("sha256:{}", hex::encode(tar.hasher.finalize()));
+        drop(tar.inner); // finishes the compressed stream
+        diff_id
+    };
+    let digest = format!("sha256:{}", hex::encode(stored.hasher.finalize()));
+    fs::rename(&temp, blobs.join(&digest[7..])).unwrap();
+    WrittenLayer {
+        digest,
+        size: stored.len,
+        comp,
+        diff_id,
+    }
+}
+
+/// Every path under `root` (relative, parents first, names sorted).
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names: Vec<_> = fs::read_dir(root.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names.into_iter().rev() {
+            let child = rel.join(name);
+            if fs::symlink_metadata(root.join(&child)).unwrap().is_dir() {
+                stack.push(child.clone());
+            }
+            out.push(child);
+        }
+    }
+    // Parents before children: sort by path, which puts `a` before `a/b`.
+    out.sort();
+    out
+}
+
+/// Appends `rel` (under `root`) to a layer the way containerd writes a layer
+/// from a snapshot: owners, modes, devices, PAX nanosecond mtime, PAX `path`
+/// and `linkpath` when too long for the header, every xattr as
+/// `SCHILY.xattr.*`, second and later names of an inode as hard links.
+fn append_host_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+    links: &mut std::collections::HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let host = root.join(rel);
+    let meta = fs::symlink_metadata(&host)?;
+    let name: &[u8] = if rel.as_os_str().is_empty() {
+        b"./"
+    } else {
+        rel.as_os_str().as_bytes()
+    };
+    let ft = meta.file_type();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_uid(u64::from(meta.uid()));
+    h.set_gid(u64::from(meta.gid()));
+    h.set_mtime(meta.mtime() as u64);
+    h.set_size(0);
+    let mut link: Option<Vec<u8>> = None;
+    let mut data: Option<fs::File> = None;
+    let first_name = (!ft.is_dir() && meta.nlink() > 1)
+        .then(|| links.get(&(meta.dev(), meta.ino())).cloned())
+        .flatten();
+    if let Some(first) = first_name {
+        h.set_entry_type(tar::EntryType::Link);
+        link = Some(first.into_os_string().into_vec());
+    } else {
+        if !ft.is_dir() && meta.nlink() > 1 {
+            links.insert((meta.dev(), meta.ino()), rel.to_path_buf());
+        }
+        if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+        } else if ft.is_file() {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(meta.len());
+            data = Some(fs::File::open(&host)?);
+        } else if ft.is_symlink() {
+            h.set_entry_type(tar::EntryType::Symlink);
+            link = Some(fs::read_link(&host)?.into_os_string().into_vec());
+        } else {
+            h.set_entry_type(if ft.is_char_device() {
+                tar::EntryType::Char
+            } else if ft.is_block_device() {
+                tar::EntryType::Block
+            } else if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else {
+                return Err(io::Error::other(format!(
+                    "{}: a socket cannot be in a tar",
+                    host.display()
+                )));
+            });
+            h.set_device_major(rustix::fs::major(meta.rdev()))?;
+            h.set_device_minor(rustix::fs::minor(meta.rdev()))?;
+        }
+    }
+    let mut pax: Vec<(String, Vec<u8>)> = vec![(
+        "mtime".into(),
+        format!("{}.{:09}", meta.mtime(), meta.mtime_nsec()).into_bytes(),
+    )];
+    if name.len() > 100 {
+        pax.push(("path".into(), name.to_vec()));
+    }
+    if let Some(target) = link.as_ref().filter(|t| t.len() > 100) {
+        pax.push(("linkpath".into(), target.clone()));
+    }
+    for xattr in xattr_names(&host)? {
+        let value = xattr_value(&host, &xattr)?;
+        let key = format!(
+            "SCHILY.xattr.{}",
+            String::from_utf8(xattr).expect("utf-8 xattr name")
+        );
+        pax.push((key, value));
+    }
+    builder.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+    let old = h.as_old_mut();
+    let n = name.len().min(100);
+    old.name[..n].copy_from_slice(&name[..n]);
+    if let Some(target) = &link {
+        let n = target.len().min(100);
+        old.linkname[..n].copy_from_slice(&target[..n]);
+    }
+    h.set_cksum();
+    match data {
+        Some(file) => builder.append(&h, file),
+        None => builder.append(&h, io::empty()),
+    }
+}
+
+/// xattr names of a path (not following symlinks).
+fn xattr_names(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1 << 16];
+    let n = rustix::fs::llistxattr(path, &mut buf[..])?;
+    Ok(buf[..n]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+fn xattr_value(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 1 << 16];
+    let n = rustix::fs::lgetxattr(path, OsStr::from_bytes(name), &mut buf[..])?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The gid of `group` in an `/etc/group`.
+fn group_gid(etc_group: &str, group: &str) -> u32 {
+    etc_group
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(group))
+                .then(|| fields.nth(1).and_then(|gid| gid.parse().ok()))
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no group {group} in /etc/group"))
+}
+
+#[test]
+fn debootstrap_rootfs_through_a_real_registry() {
+    let Some(root) = banger_testkit::debootstrap::debootstrap_tree() else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start("debootstrap_rootfs_through_a_real_registry") else {
+        return;
+    };
+    let work = Work::new();
+    let layout = work.path("layout");
+    let started = std::time::Instant::now();
+
+    // Layer 0: everything but /usr; layer 1: /usr; layer 2: whiteouts, an
+    // opaque directory and new files.
+    let paths = walk(&root);
+    let in_usr = |p: &&PathBuf| p.starts_with("usr");
+    let mut links = std::collections::HashMap::new();
+    let rest = write_layer_blob(&layout, Comp::Gzip, |b| {
+        append_host_entry(b, &root, Path::new(""), &mut links)?;
+        for rel in paths.iter().filter(|p| !in_usr(p)) {
+            append_host_entry(b, &root, rel, &mut links)?;
+        }
+        Ok(())
+    });
+    let usr = write_layer_blob(&layout, Comp::Zstd, |b| {
+        for rel in paths.iter().filter(in_usr) {
+            append_host_entry(b, &root, rel, &mut links)?;
+        }
+        Ok(())
+    });
+    let top = {
+        let mut t = LayerTar::new();
+        t.file("etc/.wh.motd", 0o644, b"")
+            .file("usr/share/doc/.wh.apt", 0o644, b"")
+            .file("etc/default/.wh..wh..opq", 0o644, b"")
+            .file("etc/default/banger", 0o644, b"BANGER=1\n")
+            .file("etc/banger-release", 0o644, b"e2e\n");
+        t.finish()
+    };
+    let top = {
+        let gz = compress(&top, Comp::Gzip);
+        let (digest, size) = support::oci::write_blob(&layout, &gz);
+        WrittenLayer {
+            digest,
+            size,
+            comp: Comp::Gzip,
+            diff_id: sha256(&top),
+        }
+    };
+    write_single_image(&layout, "test", "linux/amd64", &[rest, usr, top]);
+    registry.push(&layout, "test", "debian", &[]);
+    eprintln!("layers written and pushed in {:?}", started.elapsed());
+
+    let (img, output) = work.rootfs(
+        &format!("{}/debian:test", registry.host()),
+        "debian.ext4",
+        &["--no-agents"],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "banger failed: {}",
+        stderr(&output)
+    );
+    eprintln!("banger rootfs done at {:?}", started.elapsed());
+    assert_eq!(listing(&work.path("out")), ["debian.ext4"]);
+    assert_fsck_clean(&img);
+
+    // The expected tree: the debootstrap tree with layer 2 applied by hand.
+    let mut expected = banger_testkit::materialize::tree_from_dir(&root).unwrap();
+    let lookup = |tree: &Tree, p: &[u8]| {
+        tree.lookup_path(p)
+            .unwrap_or_else(|| panic!("{}", p.escape_ascii()))
+    };
+    let etc = lookup(&expected, b"/etc");
+    assert!(
+        expected.unlink(etc, b"motd").is_some(),
+        "no /etc/motd to white out"
+    );
+    let doc = lookup(&expected, b"/usr/share/doc");
+    assert!(
+        expected.unlink(doc, b"apt").is_some(),
+        "no /usr/share/doc/apt to white out"
+    );
+    let default = lookup(&expected, b"/etc/default");
+    expected.clear_dir(default);
+    let new_file = |tree: &mut Tree, dir: NodeId, name: &[u8], data: &[u8]| {
+        let id = tree.add(
+            NodeKind::File(FileContent::from_bytes(data.to_vec())),
+            Metadata::new(0o644, Timestamp::from_secs(MTIME as i64)),
+        );
+        tree.link(dir, name, id).unwrap();
+    };
+    new_file(&mut expected, default, b"banger", b"BANGER=1\n");
+    new_file(&mut expected, etc, b"banger-release", b"e2e\n");
+    // Layers carry no atime or ctime: the flattener takes the mtime for both.
+    for id in expected.reachable() {
+        let meta = &mut expected.node_mut(id).meta;
+        meta.atime = meta.mtime;
+    }
+    let options = CompareOptions {
+        crtime: false,
+        ctime: false,
+        ..CompareOptions::default()
+    };
+    assert_image_matches_tree(&img, &expected, &options);
+    eprintln!("read back at {:?}", started.elapsed());
+
+    // The facts a distribution depends on, spelled out.
+    let group = fs::read_to_string(root.join("etc/group")).unwrap();
+    let shadow_gid = group_gid(&group, "shadow");
+    let acl_paths: Vec<Vec<u8>> = paths_with_acl(&expected);
+    assert!(
+        !acl_paths.is_empty(),
+        "the debootstrap tree has no POSIX ACL to check"
+    );
+    let mut commands: Vec<Vec<u8>> = [
+        "stat /usr/bin/su",
+        "stat /usr/bin/passwd",
+        "stat /etc/shadow",
+    ]
+    .iter()
+    .map(|c| c.as_bytes().to_vec())
+    .collect();
+    for path in &acl_paths {
+        let mut c = b"ea_list ".to_vec();
+        c.extend_from_slice(path);
+        commands.push(c);
+    }
+    let batch = run_batch(&img, &commands).unwrap();
+    for (i, path) in ["/usr/bin/su", "/usr/bin/passwd"].iter().enumerate() {
+        let stat = parse_stat(&batch.outputs[i]).unwrap();
+        assert_eq!(
+            (stat.permissions, stat.uid, stat.gid),
+            (0o4755, 0, 0),
+            "{path}"
+        );
+    }
+    let shadow = parse_stat(&batch.outputs[2]).unwrap();
+    assert_eq!(
+        (shadow.permissions, shadow.uid, shadow.gid),
+        (0o640, 0, shadow_gid),
+        "/etc/shadow"
+    );
+    for (path, out) in acl_paths.iter().zip(&batch.outputs[3..]) {
+        let text = String::from_utf8_lossy(out);
+        assert!(
+            text.contains("system.posix_acl_access"),
+            "{}: {text}",
+            path.escape_ascii()
+        );
+    }
+    assert_eq!(batch.errors.trim(), "", "debugfs errors");
+}
+
+/// Paths of the tree whose node carries a POSIX access ACL.
+fn paths_with_acl(tree: &Tree) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(Vec::new(), Tree::ROOT)];
+    while let Some((path, id)) = stack.pop() {
+        if tree
+            .node(id)
+            .meta
+            .xattrs
+            .contains_key(&b"system.posix_acl_access"[..])
+        {
+            out.push(if path.is_empty() {
+                b"/".to_vec()
+            } else {
+                path.clone()
+            });
+        }
+        if let Some(dir) = tree.dir(id) {
+            for (name, child) in dir.iter() {
+                let mut p = path.clone();
+                p.push(b'/');
+                p.extend_from_slice(name);
+                stack.push((p, child));
+            }
+        }
+    }
+    out
+}
