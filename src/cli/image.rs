@@ -198,7 +198,13 @@ pub fn run_cache(command: CacheCommand) -> anyhow::Result<()> {
 }
 
 async fn pull(args: PullArgs) -> anyhow::Result<()> {
-    let registry_host = match args.reference.parse::<ImageSource>() {
+    // --username applies to the registry the image comes from, which for a catalog
+    // name is its entry's source.
+    let catalog = banger::catalog::Catalog::load()?;
+    let source = catalog
+        .get(&args.reference)
+        .map_or(args.reference.as_str(), |e| e.source.as_str());
+    let registry_host = match source.parse::<ImageSource>() {
         Ok(ImageSource::Registry(r)) => Some(r.registry().to_string()),
         _ => None,
     };

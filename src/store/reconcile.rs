@@ -144,3 +144,77 @@ impl HasName for KernelRecord {
         &self.name
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, pull_id: &str) -> ImageRecord {
+        ImageRecord {
+            name: name.into(),
+            source: "oci:x".into(),
+            manifest_digest: None,
+            platform: None,
+            kernel: None,
+            size: 1,
+            created: 0,
+            managed: false,
+            pull_id: pull_id.into(),
+            blobs: Vec::new(),
+        }
+    }
+
+    fn entry(dir: &Path, record: &ImageRecord) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(RECORD_FILE), serde_json::to_vec(record).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn leftovers_are_rolled_back_or_forward() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = StoreLayout::create(root.path()).unwrap();
+        let mut db = Db::open(&layout.db_path()).unwrap();
+        // A `--force` without RENAME_EXCHANGE, killed between its two renames: the
+        // old entry is in a `replaced` tombstone and goes back.
+        let old = record("alpine-3.20", "old");
+        db.put_image(&old).unwrap();
+        entry(
+            &layout.tombstone(Kind::Image, "alpine-3.20", "replaced"),
+            &old,
+        );
+        // An rm killed after its rename: the tombstone goes, and so does the row.
+        db.put_image(&record("gone", "g")).unwrap();
+        entry(
+            &layout.tombstone(Kind::Image, "gone", "rm"),
+            &record("gone", "g"),
+        );
+        // A pull killed after its rename, before its commit: the row is written.
+        entry(&layout.entry_dir(Kind::Image, "new"), &record("new", "n"));
+        // A pull killed while staging.
+        layout
+            .stage(Kind::Image, "half")
+            .map(std::mem::forget)
+            .unwrap();
+
+        let report = reconcile(&layout, &mut db).unwrap();
+        assert_eq!(
+            report,
+            ReconcileReport {
+                removed_leftovers: 2,
+                restored: 1,
+                dropped_rows: 1,
+                rolled_forward: 1,
+            }
+        );
+        let names: Vec<String> = db.images().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["alpine-3.20", "new"]);
+        assert!(layout.entry_dir(Kind::Image, "alpine-3.20").is_dir());
+        assert_eq!(fs::read_dir(layout.trash_dir()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(layout.staging_dir()).unwrap().count(), 0);
+        // Reconciling again changes nothing.
+        assert_eq!(
+            reconcile(&layout, &mut db).unwrap(),
+            ReconcileReport::default()
+        );
+    }
+}
