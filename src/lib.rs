@@ -4,9 +4,12 @@
 pub use banger_ext4 as ext4;
 
 pub mod cache;
+pub mod catalog;
 pub mod flatten;
 pub mod inject;
+pub mod kernel;
 pub mod layer;
+pub mod names;
 pub mod os_release;
 pub mod platform;
 pub mod progress;
@@ -15,3 +18,4 @@ pub mod reference;
 pub mod rootfs;
 pub mod source;
 pub mod staged;
+pub mod store;

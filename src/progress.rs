@@ -27,3 +27,15 @@ pub fn download_reporter() -> ProgressFn {
         }
     })
 }
+
+/// Plain log lines on stderr, one per blob, for when stderr is not a terminal.
+pub fn log_reporter() -> ProgressFn {
+    Arc::new(|event| match event {
+        ProgressEvent::Cached { digest, size } => {
+            eprintln!("cached     {} ({size} bytes)", digest.short())
+        }
+        ProgressEvent::Downloaded { digest, size } => {
+            eprintln!("downloaded {} ({size} bytes)", digest.short())
+        }
+    })
+}

@@ -646,3 +646,98 @@ fn case_44_concurrent_pulls_download_each_blob_once() {
     }
     assert_eq!(cache_entries(&cache).len(), 4);
 }
+
+/// `user:secret`, base64, as HTTP basic auth sends it.
+const USER_SECRET_BASIC: &str = "Basic dXNlcjpzZWNyZXQ=";
+
+async fn pull_with(
+    server: &FakeServer,
+    cache: &Path,
+    credentials: Option<(&str, &str)>,
+) -> Result<ResolvedImage, SourceError> {
+    let source: ImageSource = format!("{}/{REPO}:v1", server.addr).parse().unwrap();
+    let mut opts = options(cache);
+    let host = server.addr.to_string();
+    let credentials = credentials.map(|(u, p)| banger::source::registry::Credentials {
+        username: u.into(),
+        password: p.into(),
+    });
+    opts.credentials = Some(Arc::new(move |registry: &str| {
+        // Credentials are looked up by the registry's own host only.
+        assert_eq!(registry, host);
+        credentials.clone()
+    }));
+    resolve(&source, &opts).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_registry_with_basic_auth() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = small_image(&work.path().join("layout"));
+    let content = Content::from_layout(&layout, "v1");
+    let server = FakeServer::start("127.0.0.1", move |request| {
+        if request.headers.get("authorization").map(String::as_str) != Some(USER_SECRET_BASIC) {
+            return Reply::new(401, "").header("WWW-Authenticate", r#"Basic realm="fake""#);
+        }
+        content.reply(request)
+    });
+    let image = pull_with(&server, &work.path().join("c1"), Some(("user", "secret")))
+        .await
+        .unwrap();
+    assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
+
+    let anonymous = pull_with(&server, &work.path().join("c2"), None).await;
+    let message = anonymous.unwrap_err().to_string();
+    assert!(message.contains("--username"), "{message}");
+    let wrong = pull_with(&server, &work.path().join("c3"), Some(("user", "wrong"))).await;
+    let message = wrong.unwrap_err().to_string();
+    assert!(message.contains("refused access"), "{message}");
+    // The password never shows up in messages or debug output.
+    assert!(!message.contains("wrong"), "{message}");
+    let debug = format!(
+        "{:?}",
+        banger::source::registry::Credentials {
+            username: "user".into(),
+            password: "hunter2".into()
+        }
+    );
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_registry_with_a_token_server_that_wants_credentials() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = small_image(&work.path().join("layout"));
+    let content = Content::from_layout(&layout, "v1");
+    let own_url = Arc::new(OnceLock::<String>::new());
+    let url = own_url.clone();
+    let server = FakeServer::start("127.0.0.1", move |request| {
+        let auth = request.headers.get("authorization").map(String::as_str);
+        if request.path() == "/token" {
+            return if auth == Some(USER_SECRET_BASIC) {
+                Reply::new(200, json!({"token": "private-token"}).to_string())
+            } else {
+                Reply::new(401, "bad credentials")
+            };
+        }
+        if auth != Some("Bearer private-token") {
+            let realm = format!("{}/token", url.get().unwrap());
+            return Reply::new(401, "").header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="fake""#),
+            );
+        }
+        content.reply(request)
+    });
+    own_url.set(server.url()).unwrap();
+    let image = pull_with(&server, &work.path().join("c1"), Some(("user", "secret")))
+        .await
+        .unwrap();
+    assert_eq!(read_layers(&image).unwrap(), layout.images[0].layer_tars);
+    assert_eq!(server.requests("/token").len(), 1);
+    let anonymous = pull_with(&server, &work.path().join("c2"), None).await;
+    assert!(
+        matches!(anonymous, Err(SourceError::AuthRequired { .. })),
+        "{anonymous:?}"
+    );
+}

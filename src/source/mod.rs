@@ -168,6 +168,8 @@ pub struct ResolveOptions {
     pub max_concurrent_downloads: usize,
     /// Optional progress hook.
     pub progress: Option<ProgressFn>,
+    /// Looks up credentials for a registry host; `None` pulls anonymously.
+    pub credentials: Option<registry::CredentialsFn>,
 }
 
 impl ResolveOptions {
@@ -179,6 +181,7 @@ impl ResolveOptions {
             cache_dir,
             max_concurrent_downloads: 3,
             progress: None,
+            credentials: None,
         }
     }
 
@@ -203,6 +206,7 @@ impl fmt::Debug for ResolveOptions {
             .field("cache_dir", &self.cache_dir)
             .field("max_concurrent_downloads", &self.max_concurrent_downloads)
             .field("progress", &self.progress.is_some())
+            .field("credentials", &self.credentials.is_some())
             .finish()
     }
 }
@@ -402,7 +406,7 @@ pub enum SourceError {
         attempts: u32,
     },
     /// The registry wants credentials banger does not have.
-    #[error("registry {registry} requires authentication ({detail}); banger pulls anonymously, so only public images work")]
+    #[error("registry {registry} refused access ({detail}); log in with `docker login {registry}` or pass --username and --password-stdin")]
     AuthRequired {
         /// The registry host.
         registry: String,

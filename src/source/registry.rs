@@ -1,5 +1,10 @@
-//! Pulling from an OCI distribution registry: anonymous bearer-token auth, manifests
-//! (OCI, docker schema 2, indexes), and blobs downloaded concurrently into the cache.
+//! Pulling from an OCI distribution registry: bearer-token auth (anonymous, or with
+//! credentials sent to the token server), HTTP basic auth, manifests (OCI, docker
+//! schema 2, indexes), blobs downloaded concurrently into the cache, and non-image
+//! artifacts ([`fetch_artifact`]).
+//!
+//! Credentials go only to the registry they were looked up for and to the token
+//! realm its challenge names; they are never logged (their `Debug` is redacted).
 //!
 //! Written directly on reqwest rather than through oci-client: oci-client drops the
 //! status and `Retry-After` of a 429, never checks descriptor sizes, and verifies blob
@@ -38,6 +43,27 @@ const MAX_INDEX_DEPTH: usize = 4;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Refresh tokens this long before they expire.
 const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+
+/// A username and password (or token used as a password) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password or access token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Looks up credentials by registry host (`docker.io`, `ghcr.io`, `host:5000`).
+pub type CredentialsFn = Arc<dyn Fn(&str) -> Option<Credentials> + Send + Sync>;
 
 /// Resolves `reference` and downloads its config and layers into the cache.
 pub async fn resolve(
@@ -138,6 +164,96 @@ pub async fn resolve(
     })
 }
 
+/// A non-image artifact (e.g. a kernel): its manifest and blobs, all in the cache.
+#[derive(Debug, Clone)]
+pub struct FetchedArtifact {
+    /// Digest of the top-level manifest or index.
+    pub manifest_digest: Digest,
+    /// Every cached blob it consists of: manifests, config, layers.
+    pub blobs: Vec<Digest>,
+    /// The manifest's `artifactType`, else its config media type.
+    pub artifact_type: String,
+    /// The config descriptor and its cached file.
+    pub config: (Descriptor, PathBuf),
+    /// Each layer descriptor (its media type says what it is) and its cached file.
+    pub layers: Vec<(Descriptor, PathBuf)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactManifest {
+    #[serde(default)]
+    artifact_type: Option<String>,
+    config: Descriptor,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+/// Fetches an OCI artifact whose layers are not filesystem tars: the manifest (an
+/// index is resolved for `opts.platform`), then its config and every layer into the
+/// cache, each verified for size and digest. Layer media types are left to the caller.
+pub async fn fetch_artifact(
+    reference: &Reference,
+    opts: &ResolveOptions,
+) -> Result<FetchedArtifact, SourceError> {
+    let cache = BlobCache::open(&opts.cache_dir).map_err(SourceError::io(format!(
+        "opening the cache in {}",
+        opts.cache_dir.display()
+    )))?;
+    let client = Arc::new(RegistryClient::new(reference, opts)?);
+    let what = reference.to_string();
+    let expected = reference.digest().map(|d| (d.clone(), None));
+    let (top, mut bytes, mut media_type) = fetch_manifest_bytes(
+        &client,
+        &cache,
+        &reference.manifest_reference(),
+        expected,
+        &what,
+    )
+    .await?;
+    let mut blobs = vec![top.clone()];
+    for _ in 0..MAX_INDEX_DEPTH {
+        let index = match manifest::parse_manifest(&bytes, media_type.as_deref(), &what) {
+            Ok(Manifest::Index(index)) => index,
+            _ => break,
+        };
+        let entry = manifest::select_platform(&index, &opts.platform, &what)?;
+        let digest = entry.digest(&what)?;
+        let expected = Some((digest.clone(), Some(entry.size)));
+        let fetched =
+            fetch_manifest_bytes(&client, &cache, &digest.to_string(), expected, &what).await?;
+        blobs.push(fetched.0);
+        (bytes, media_type) = (fetched.1, Some(entry.media_type.clone()));
+    }
+    let parsed: ArtifactManifest =
+        serde_json::from_slice(&bytes).map_err(|e| SourceError::InvalidManifest {
+            what: what.clone(),
+            reason: format!("not an artifact manifest: {e}"),
+        })?;
+    let config_path = ensure_blob(
+        &client,
+        &cache,
+        &parsed.config,
+        opts,
+        &format!("{what}: config"),
+    )
+    .await?;
+    blobs.push(parsed.config.digest(&what)?);
+    let paths = download_layers(&client, &cache, &parsed.layers, opts, &what).await?;
+    for layer in &parsed.layers {
+        blobs.push(layer.digest(&what)?);
+    }
+    Ok(FetchedArtifact {
+        manifest_digest: top,
+        blobs,
+        artifact_type: parsed
+            .artifact_type
+            .unwrap_or_else(|| parsed.config.media_type.clone()),
+        config: (parsed.config, config_path),
+        layers: parsed.layers.into_iter().zip(paths).collect(),
+    })
+}
+
 /// Downloads every layer, `max_concurrent_downloads` at a time, in manifest order.
 async fn download_layers(
     client: &Arc<RegistryClient>,
@@ -195,16 +311,32 @@ async fn fetch_manifest(
     media_type: Option<String>,
     what: &str,
 ) -> Result<(Digest, Manifest), SourceError> {
+    let (digest, bytes, content_type) =
+        fetch_manifest_bytes(client, cache, reference, expected, what).await?;
+    let parsed = manifest::parse_manifest(
+        &bytes,
+        content_type.as_deref().or(media_type.as_deref()),
+        what,
+    )?;
+    Ok((digest, parsed))
+}
+
+/// The bytes of a manifest, its digest and the registry's `Content-Type` (`None`
+/// when it came from the cache). Verified against `expected`, and cached.
+async fn fetch_manifest_bytes(
+    client: &RegistryClient,
+    cache: &BlobCache,
+    reference: &str,
+    expected: Option<(Digest, Option<u64>)>,
+    what: &str,
+) -> Result<(Digest, Vec<u8>, Option<String>), SourceError> {
     if let Some((digest, size)) = &expected {
         if let Some(path) = cache.get(digest, *size) {
             let bytes = tokio::fs::read(&path)
                 .await
                 .map_err(SourceError::io(format!("reading {}", path.display())))?;
             if &Digest::of(&bytes) == digest {
-                return Ok((
-                    digest.clone(),
-                    manifest::parse_manifest(&bytes, media_type.as_deref(), what)?,
-                ));
+                return Ok((digest.clone(), bytes, None));
             }
         }
     }
@@ -229,17 +361,12 @@ async fn fetch_manifest(
             });
         }
     }
-    let parsed = manifest::parse_manifest(
-        &bytes,
-        content_type.as_deref().or(media_type.as_deref()),
-        what,
-    )?;
     if cache.get(&actual, Some(bytes.len() as u64)).is_none() {
         cache
             .insert(&actual, &bytes)
             .map_err(|e| insert_error(e, what))?;
     }
-    Ok((actual, parsed))
+    Ok((actual, bytes, content_type))
 }
 
 async fn read_limited(
@@ -366,6 +493,8 @@ struct Token {
 #[derive(Default)]
 struct AuthState {
     token: Option<Token>,
+    /// The registry asked for HTTP basic auth: send the credentials on every request.
+    basic: bool,
     /// Bumped on every new token, so concurrent 401s fetch only one.
     generation: u64,
 }
@@ -377,6 +506,7 @@ struct RegistryClient {
     base: String,
     registry: String,
     repository: String,
+    credentials: Option<Credentials>,
     auth: Mutex<AuthState>,
     /// Held (shared) by every blob commit running on a blocking thread.
     commits: Arc<RwLock<()>>,
@@ -406,11 +536,16 @@ impl RegistryClient {
                 url: base.clone(),
                 source,
             })?;
+        let credentials = opts
+            .credentials
+            .as_ref()
+            .and_then(|lookup| lookup(reference.registry()));
         Ok(RegistryClient {
             http,
             base,
             registry: reference.registry().to_string(),
             repository: reference.repository().to_string(),
+            credentials,
             auth: Mutex::new(AuthState::default()),
             commits: Arc::new(RwLock::new(())),
         })
@@ -428,13 +563,13 @@ impl RegistryClient {
         let mut reauthenticated = false;
         loop {
             attempts += 1;
-            let (token, generation) = {
+            let (token, basic, generation) = {
                 let state = self.auth.lock().await;
                 let live = state
                     .token
                     .clone()
                     .filter(|t| t.expires_at > Instant::now());
-                (live, state.generation)
+                (live, state.basic, state.generation)
             };
             let mut request = self.http.get(url);
             if let Some(accept) = accept {
@@ -442,6 +577,8 @@ impl RegistryClient {
             }
             if let Some(token) = &token {
                 request = request.bearer_auth(&token.value);
+            } else if let (true, Some(c)) = (basic, &self.credentials) {
+                request = request.basic_auth(&c.username, Some(&c.password));
             }
             let response = request.send().await.map_err(http_error)?;
             let status = response.status();
@@ -492,11 +629,13 @@ impl RegistryClient {
         }
     }
 
-    /// Answers a 401 challenge by fetching an anonymous pull token, unless another
-    /// task already refreshed the token since `seen_generation`.
+    /// Answers a 401 challenge: a basic challenge with credentials switches to basic
+    /// auth; a bearer challenge fetches a pull token (presenting the credentials, if
+    /// any, to the token server), unless another task already did since
+    /// `seen_generation`.
     async fn authenticate(&self, challenge: &str, seen_generation: u64) -> Result<(), SourceError> {
         let mut state = self.auth.lock().await;
-        if state.generation != seen_generation && state.token.is_some() {
+        if state.generation != seen_generation && (state.token.is_some() || state.basic) {
             return Ok(());
         }
         let auth_required = |detail: String| SourceError::AuthRequired {
@@ -508,8 +647,15 @@ impl RegistryClient {
                 "401 with an unusable challenge {challenge:?}"
             )));
         };
+        if scheme.eq_ignore_ascii_case("basic") && self.credentials.is_some() {
+            state.basic = true;
+            state.generation += 1;
+            return Ok(());
+        }
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(auth_required(format!("it asks for {scheme} credentials")));
+            return Err(auth_required(format!(
+                "it asks for {scheme} credentials and none were given"
+            )));
         }
         let realm = params.get("realm").ok_or_else(|| {
             auth_required(format!("bearer challenge without a realm: {challenge:?}"))
@@ -525,15 +671,14 @@ impl RegistryClient {
             query.append_pair("scope", params.get("scope").unwrap_or(&default_scope));
         }
         let url_text = url.to_string();
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|source| SourceError::Http {
-                url: url_text.clone(),
-                source,
-            })?;
+        let mut request = self.http.get(url);
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let response = request.send().await.map_err(|source| SourceError::Http {
+            url: url_text.clone(),
+            source,
+        })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|source| SourceError::Http {
             url: url_text.clone(),

@@ -124,3 +124,90 @@ impl Drop for TestRegistry {
         self.stop();
     }
 }
+
+impl TestRegistry {
+    /// Pushes an arbitrary OCI artifact (blobs, then the manifest) over the
+    /// distribution API, as skopeo cannot copy non-image artifacts. Returns the
+    /// manifest's digest.
+    pub fn push_artifact(
+        &self,
+        repo: &str,
+        tag: &str,
+        artifact_type: &str,
+        config: (&[u8], &str),
+        layers: &[(&[u8], &str)],
+    ) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = reqwest::Client::new();
+            let base = format!("http://{}/v2/{repo}", self.host());
+            let push = |bytes: Vec<u8>| {
+                let (client, base) = (client.clone(), base.clone());
+                async move {
+                    let digest = super::oci::sha256(&bytes);
+                    let started = client
+                        .post(format!("{base}/blobs/uploads/"))
+                        .send()
+                        .await
+                        .expect("start upload");
+                    assert_eq!(started.status().as_u16(), 202, "start upload");
+                    let location = started.headers()["location"]
+                        .to_str()
+                        .expect("location")
+                        .to_string();
+                    let location = if location.starts_with('/') {
+                        format!("http://{}{location}", self.host())
+                    } else {
+                        location
+                    };
+                    let separator = if location.contains('?') { '&' } else { '?' };
+                    let size = bytes.len();
+                    let done = client
+                        .put(format!("{location}{separator}digest={digest}"))
+                        .header("Content-Type", "application/octet-stream")
+                        .body(bytes)
+                        .send()
+                        .await
+                        .expect("upload");
+                    assert_eq!(done.status().as_u16(), 201, "upload {digest}");
+                    (digest, size)
+                }
+            };
+            let (config_digest, config_size) = push(config.0.to_vec()).await;
+            let mut descriptors = Vec::new();
+            for (bytes, media_type) in layers {
+                let (digest, size) = push(bytes.to_vec()).await;
+                descriptors.push(
+                    serde_json::json!({"mediaType": media_type, "digest": digest, "size": size}),
+                );
+            }
+            let manifest = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "artifactType": artifact_type,
+                "config": {"mediaType": config.1, "digest": config_digest, "size": config_size},
+                "layers": descriptors,
+            }))
+            .expect("json");
+            let digest = super::oci::sha256(&manifest);
+            let put = client
+                .put(format!("{base}/manifests/{tag}"))
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .body(manifest)
+                .send()
+                .await
+                .expect("put manifest");
+            assert_eq!(
+                put.status().as_u16(),
+                201,
+                "put manifest: {:?}",
+                put.text().await
+            );
+            digest
+        })
+    }
+}

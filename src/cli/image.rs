@@ -1,0 +1,267 @@
+//! `banger image …` and `banger cache …`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use banger::flatten::Limits;
+use banger::source::{default_cache_dir, ImageSource};
+use banger::store::pull::{pull_image, PullRequest, ROOTFS_FILE};
+use banger::store::{default_state_dir, ImageRecord, Kind, Store};
+
+use super::{parse_size, resolve_options, source_date_epoch, RegistryArgs};
+
+const PULL_EXAMPLES: &str = "\
+REF is a catalog name (debian-bookworm, alpine-3.20; $BANGER_CATALOG overrides the
+catalog) or any `banger rootfs` source: a registry reference, oci:DIR[:TAG],
+docker-archive:FILE or tar:FILE.
+
+Examples:
+  banger image pull debian-bookworm
+  banger image pull ghcr.io/myorg/devimg:v2 --kernel-ref linux-6.1     # named devimg-v2
+  banger image pull alpine:3.20 --name tiny --size 512M --no-agents
+  banger image pull oci:./layout:v1 --name dev --force
+  echo \"$TOKEN\" | banger image pull registry.corp/x/y:1 --username me --password-stdin";
+
+/// `banger image` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Pull an image into the store: rootfs.ext4 plus its kernel, published atomically.
+    #[command(after_help = PULL_EXAMPLES)]
+    Pull(PullArgs),
+    /// List the images in the store.
+    #[command(
+        after_help = "Examples:\n  banger image list\n  banger image list --json | jq -r '.[].name'"
+    )]
+    List {
+        /// Print JSON (an array of records).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one image's record and files.
+    #[command(after_help = "Example:\n  banger image show debian-bookworm --json")]
+    Show {
+        /// The image name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an image (its directory and record).
+    #[command(after_help = "Example:\n  banger image rm debian-bookworm")]
+    Rm {
+        /// The image name.
+        name: String,
+    },
+    /// Manage the blob cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `banger cache` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Delete cached blobs that no image or kernel in the store uses.
+    #[command(
+        after_help = "Examples:\n  banger image cache prune --dry-run\n  banger cache prune"
+    )]
+    Prune {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `banger image pull` arguments.
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// A catalog name or an image source.
+    reference: String,
+    /// Store name (default: from the reference, e.g. debian-bookworm).
+    #[arg(long)]
+    name: Option<String>,
+    /// Kernel: a local kernel or a kernel-catalog entry (default: the catalog entry's).
+    #[arg(long = "kernel-ref", value_name = "KERNEL")]
+    kernel_ref: Option<String>,
+    /// Image size, e.g. 2G or 1500M (default: 1.5 × content, at least 1G).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+    /// Platform to pick from multi-platform images.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    /// Inject no guest agents.
+    #[arg(long)]
+    no_agents: bool,
+    /// vsock port the health agent listens on.
+    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
+    vsock_port: u32,
+    /// Replace an existing image of the same name.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Runs `banger image …`.
+pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
+    let state = default_state_dir();
+    match command {
+        ImageCommand::Pull(args) => pull(args).await,
+        ImageCommand::List { json } => {
+            let store = Store::open_read(&state)?;
+            let images = store.images()?;
+            if json {
+                let list: Vec<_> = images.iter().map(|r| image_json(&store, r)).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if images.is_empty() {
+                eprintln!("no images; pull one with `banger image pull debian-bookworm`");
+            } else {
+                println!("{:<24} {:<10} {:<12} SOURCE", "NAME", "SIZE", "KERNEL");
+                for r in &images {
+                    println!(
+                        "{:<24} {:<10} {:<12} {}",
+                        r.name,
+                        format!("{}M", r.size >> 20),
+                        r.kernel.as_deref().unwrap_or("-"),
+                        r.source
+                    );
+                }
+            }
+            Ok(())
+        }
+        ImageCommand::Show { name, json } => {
+            let store = Store::open_read(&state)?;
+            let record = store.require_image(&name)?;
+            let value = image_json(&store, &record);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if let Some(map) = value.as_object() {
+                for (key, v) in map {
+                    match v {
+                        serde_json::Value::String(s) => println!("{key:<16} {s}"),
+                        serde_json::Value::Null => println!("{key:<16} -"),
+                        other => println!("{key:<16} {other}"),
+                    }
+                }
+            }
+            Ok(())
+        }
+        ImageCommand::Rm { name } => {
+            let mut store = Store::open_locked(&state)?;
+            store.remove(Kind::Image, &name)?;
+            eprintln!("removed image {name}");
+            Ok(())
+        }
+        ImageCommand::Cache(command) => run_cache(command),
+    }
+}
+
+/// Runs `banger cache …`.
+pub fn run_cache(command: CacheCommand) -> anyhow::Result<()> {
+    let CacheCommand::Prune { dry_run, json } = command;
+    let store = Store::open_locked(&default_state_dir())?;
+    let report = store.prune_cache(&default_cache_dir(), dry_run)?;
+    if json {
+        let blobs: Vec<_> = report
+            .blobs
+            .iter()
+            .map(|(d, s)| json!({"digest": d, "size": s}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"dry_run": dry_run, "bytes": report.bytes, "blobs": blobs})
+            )?
+        );
+        return Ok(());
+    }
+    for (digest, size) in &report.blobs {
+        println!(
+            "{} {digest} ({size} bytes)",
+            if dry_run { "would delete" } else { "deleted" }
+        );
+    }
+    eprintln!(
+        "{} {} blobs, {} MiB",
+        if dry_run { "would free" } else { "freed" },
+        report.blobs.len(),
+        report.bytes >> 20
+    );
+    Ok(())
+}
+
+async fn pull(args: PullArgs) -> anyhow::Result<()> {
+    // --username applies to the registry the image comes from, which for a catalog
+    // name is its entry's source.
+    let catalog = banger::catalog::Catalog::load()?;
+    let source = catalog
+        .get(&args.reference)
+        .map_or(args.reference.as_str(), |e| e.source.as_str());
+    let registry_host = match source.parse::<ImageSource>() {
+        Ok(ImageSource::Registry(r)) => Some(r.registry().to_string()),
+        _ => None,
+    };
+    let resolve = resolve_options(
+        &args.platform,
+        &args.registry,
+        registry_host.as_deref(),
+        args.quiet,
+    )?;
+    let request = PullRequest {
+        reference: args.reference,
+        name: args.name,
+        kernel_ref: args.kernel_ref,
+        size: args.size,
+        resolve,
+        agents_vsock_port: (!args.no_agents).then_some(args.vsock_port),
+        force: args.force,
+        limits: Limits::default(),
+        source_date_epoch: source_date_epoch()?,
+    };
+    let report = pull_image(&default_state_dir(), request).await?;
+    if !args.quiet {
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        eprintln!(
+            "pulled {} ({} MiB, kernel {}) into {}",
+            report.record.name,
+            report.record.size >> 20,
+            report.record.kernel.as_deref().unwrap_or("none"),
+            report.dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn image_json(store: &Store, r: &ImageRecord) -> serde_json::Value {
+    let dir: PathBuf = store.layout().entry_dir(Kind::Image, &r.name);
+    let file = |name: &str| {
+        let p = dir.join(name);
+        p.exists().then(|| p.display().to_string())
+    };
+    json!({
+        "name": r.name,
+        "source": r.source,
+        "manifest_digest": r.manifest_digest,
+        "platform": r.platform,
+        "kernel": r.kernel,
+        "size": r.size,
+        "created": r.created,
+        "managed": r.managed,
+        "pull_id": r.pull_id,
+        "path": dir.display().to_string(),
+        "rootfs": file(ROOTFS_FILE),
+        "vmlinux": file(banger::kernel::VMLINUX_FILE),
+        "initrd": file(banger::kernel::INITRD_FILE),
+        "modules": file(banger::kernel::MODULES_FILE),
+        "blobs": r.blobs,
+    })
+}

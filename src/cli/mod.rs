@@ -1,0 +1,257 @@
+//! The `banger` command line: argument parsing, shared helpers, and the mapping
+//! from errors to exit codes.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage error, 3 not found, 4 already exists.
+
+mod image;
+mod kernel;
+mod rootfs;
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use banger::source::registry::{Credentials, CredentialsFn};
+use banger::source::ResolveOptions;
+use banger::store::StoreError;
+
+/// Turn OCI/Docker container images into bootable ext4 root filesystems
+/// for microVMs, with no e2fsprogs, no root and no mounting.
+#[derive(Parser, Debug)]
+#[command(name = "banger", version, about, long_about = None, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 ok, 1 error, 2 usage error, 3 not found, 4 already exists.
+Paths: images in $BANGER_STATE_DIR (default ~/.local/state/banger), blobs in
+$BANGER_CACHE_DIR (default ~/.cache/banger).";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write an image's root filesystem to an ext4 file.
+    #[command(after_help = rootfs::ROOTFS_EXAMPLES)]
+    Rootfs(rootfs::RootfsArgs),
+    /// Pull, list, inspect and remove images in the local store.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Import, list and remove kernels.
+    #[command(subcommand)]
+    Kernel(kernel::KernelCommand),
+    /// Manage the blob cache (same as `banger image cache`).
+    #[command(subcommand)]
+    Cache(image::CacheCommand),
+}
+
+/// Registry options shared by the commands that pull.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Reach this registry over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// User name for the image's registry (default: ~/.docker/config.json).
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) for --username from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+}
+
+/// Parses `1G`, `512M`, `1048576`, `2GiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 2G or 1500M"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => return Err(format!("unknown size unit {other:?}: use K, M, G or T")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text} is too large"))
+}
+
+pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Ok(Some(
+            v.trim()
+                .parse()
+                .context("SOURCE_DATE_EPOCH must be whole seconds")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Credentials by registry host: `explicit` for `registry`, else what docker's
+/// config (`auths` or a credential helper) has. Lookup failures mean anonymous.
+pub fn credentials_lookup(explicit: Option<(String, Credentials)>) -> CredentialsFn {
+    Arc::new(move |host: &str| {
+        if let Some((registry, credentials)) = &explicit {
+            if registry == host {
+                return Some(credentials.clone());
+            }
+        }
+        let mut servers = vec![host.to_string()];
+        if host == banger::reference::DOCKER_HUB {
+            servers.insert(0, "https://index.docker.io/v1/".to_string());
+        }
+        servers.iter().find_map(|server| {
+            match docker_credential::get_credential(server) {
+                Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
+                    Some(Credentials { username, password })
+                }
+                // Identity tokens need docker's OAuth refresh flow, which banger lacks.
+                _ => None,
+            }
+        })
+    })
+}
+
+/// Resolve options for pulls: cache, platform, insecure registries, credentials,
+/// and progress (bars on a terminal, log lines otherwise, nothing with `quiet`).
+pub fn resolve_options(
+    platform: &str,
+    registry: &RegistryArgs,
+    registry_host: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<ResolveOptions> {
+    let mut resolve = ResolveOptions::new(banger::source::default_cache_dir());
+    resolve.platform = platform.parse()?;
+    resolve.insecure_registries = registry.insecure_registries.clone();
+    let explicit = match (&registry.username, registry.password_stdin) {
+        (Some(username), true) => {
+            let host = registry_host
+                .context("--username applies to registry images only; this source is not one")?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            Some((
+                host.to_string(),
+                Credentials {
+                    username: username.clone(),
+                    password,
+                },
+            ))
+        }
+        _ => None,
+    };
+    resolve.credentials = Some(credentials_lookup(explicit));
+    if !quiet {
+        resolve.progress = Some(if std::io::stderr().is_terminal() {
+            banger::progress::download_reporter()
+        } else {
+            banger::progress::log_reporter()
+        });
+    }
+    Ok(resolve)
+}
+
+/// Runs the command line and maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Rootfs(args) => rootfs::rootfs(args).await,
+            Command::Image(command) => image::run(command).await,
+            Command::Kernel(command) => kernel::run(command).await,
+            Command::Cache(command) => image::run_cache(command),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            let code = error
+                .chain()
+                .find_map(|e| e.downcast_ref::<StoreError>())
+                .map_or(1, StoreError::exit_code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its causes on one line. Most of banger's errors already
+/// print their source, so a cause whose text is already on the line is
+/// left out rather than repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{one_line, parse_size};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("layer 1: reading: {0}")]
+    struct Embeds(#[source] std::io::Error);
+
+    #[test]
+    fn errors_print_each_cause_once_on_one_line() {
+        let inner = std::io::Error::other("gzip stream: unexpected end of file");
+        let error = anyhow::Error::new(Embeds(inner)).context("building the image");
+        assert_eq!(
+            one_line(&error),
+            "building the image: layer 1: reading: gzip stream: unexpected end of file"
+        );
+        let multi = anyhow::anyhow!("registry said:\n  too many\n\n requests");
+        assert_eq!(one_line(&multi), "registry said: too many requests");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1500M"), Ok(1500 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("G").is_err());
+    }
+}

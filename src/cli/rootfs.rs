@@ -1,0 +1,89 @@
+//! `banger rootfs`: one image source to one ext4 file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use banger::flatten::Limits;
+use banger::rootfs::{build_rootfs, check_output_path, RootfsRequest};
+use banger::source::{default_cache_dir, ImageSource, ResolveOptions};
+
+use super::{parse_size, source_date_epoch};
+
+pub const ROOTFS_EXAMPLES: &str = "\
+Sources:
+  alpine, docker.io/library/debian:bookworm, ghcr.io/o/i:v2, host:5000/x@sha256:...
+      a registry image (optionally prefixed docker://); loopback registries use plain HTTP
+  oci:DIR[:TAG]          an OCI image layout (buildah, kaniko, skopeo)
+  docker-archive:FILE    `docker save` output
+  tar:FILE | tar:-       one root filesystem tar (plain, gzip or zstd); - reads stdin
+
+Examples:
+  banger rootfs alpine:3.20 -o alpine.ext4
+  banger rootfs oci:./layout:latest -o rootfs.ext4 --size 2G
+  docker save myimg | banger rootfs docker-archive:/dev/stdin -o myimg.ext4
+  tar -C rootfs -c . | banger rootfs tar:- -o rootfs.ext4 --no-agents";
+
+#[derive(clap::Args, Debug)]
+pub struct RootfsArgs {
+    /// Image source (see below).
+    source: String,
+    /// The ext4 file to write; it appears only once complete.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Image size, e.g. 2G or 1500M (default: 1.5 × content, at least 1G).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+    /// Platform to pick from multi-platform images.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    /// Reach this registry over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// Leave the image as the layers say: inject no guest agents.
+    #[arg(long)]
+    no_agents: bool,
+    /// vsock port the health agent listens on.
+    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
+    vsock_port: u32,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
+    check_output_path(&args.output).map_err(anyhow::Error::msg)?;
+    let source: ImageSource = args.source.parse()?;
+    let mut resolve = ResolveOptions::new(default_cache_dir());
+    resolve.platform = args.platform.parse()?;
+    resolve.insecure_registries = args.insecure_registries;
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    if progress {
+        resolve.progress = Some(banger::progress::download_reporter());
+    }
+    let epoch = source_date_epoch()?;
+    let request = RootfsRequest {
+        source,
+        output: args.output.clone(),
+        size: args.size,
+        resolve,
+        agents_vsock_port: (!args.no_agents).then_some(args.vsock_port),
+        limits: Limits::default(),
+        source_date_epoch: epoch,
+    };
+    let report = build_rootfs(request).await?;
+    if !args.quiet {
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        let g = &report.summary.geometry;
+        eprintln!(
+            "wrote {} ({} MiB, {} of {} inodes) from {}",
+            args.output.display(),
+            (g.blocks_count * 4096) >> 20,
+            report.summary.used_inodes,
+            g.inodes_count(),
+            report.image.reference
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! The local image store: published images and kernels in the state directory,
+//! their records in SQLite, and the crash-safe order of operations between them.
+//!
+//! # Order of operations
+//! The directory rename is the commit point; the database is an index that
+//! [`reconcile`] makes agree with the directories under the store lock, at the start
+//! of every command that reads or changes the store.
+//!
+//! * **pull / import**: take the lock, reconcile, build everything in
+//!   `images/.staging/<kind>-NAME-<id>/` (including `record.json`, the row to be),
+//!   fsync the files and the directory, rename it to `images/NAME` (or swap it with
+//!   the old `images/NAME` with `RENAME_EXCHANGE` for `--force`), fsync the parent,
+//!   commit the row, then delete the old contents.
+//!   A crash before the rename leaves a staging directory: deleted by the next run.
+//!   A crash after it leaves a directory whose `record.json` disagrees with the row
+//!   (or has none): reconcile rolls the row forward from `record.json`.
+//! * **rm**: take the lock, rename `images/NAME` to `images/.trash/<kind>.NAME.rm.<id>`,
+//!   fsync, delete the row, then delete the tombstone. A crash after the rename leaves
+//!   a row without a directory: reconcile deletes the row (rm rolls forward) and the
+//!   tombstone.
+//! * **reconcile**: remove staging directories; restore `replaced` tombstones whose
+//!   entry is missing (the no-`RENAME_EXCHANGE` fallback of `--force`) and delete all
+//!   other tombstones; delete rows without a directory; insert or replace rows from
+//!   directories whose `record.json` is not what the row says.
+//!
+//! `list` and `show` reconcile too when the lock is free; while a pull holds it
+//! they read rows whose directories exist.
+
+pub mod db;
+pub mod layout;
+pub mod pull;
+pub mod reconcile;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cache::BlobCache;
+use crate::catalog::CatalogError;
+use crate::names::NameError;
+use crate::reference::Digest;
+use crate::rootfs::RootfsError;
+use crate::source::SourceError;
+
+pub use db::{Db, DbError, ImageRecord, KernelRecord};
+pub use layout::{default_state_dir, Kind, StagingDir, StoreLayout, StoreLock, RECORD_FILE};
+
+/// Test-only: `BANGER_TEST_PAUSE_AT=<point>` makes banger print
+/// `BANGER_TEST_PAUSED <point>` on stderr and sleep at that point, so a test can
+/// SIGKILL it there deterministically. Points: `staging`, `written`, `before-rename`,
+/// `before-commit`, `rm-tombstone`, `rm-committed`. Not for production use.
+pub const TEST_PAUSE_ENV: &str = "BANGER_TEST_PAUSE_AT";
+
+/// Pauses at `point` if the test-only [`TEST_PAUSE_ENV`] asks for it.
+pub fn test_pause(point: &str) {
+    if std::env::var(TEST_PAUSE_ENV).is_ok_and(|p| p == point) {
+        eprintln!("BANGER_TEST_PAUSED {point}");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
+
+/// Why a store operation failed. [`StoreError::exit_code`] maps it to the CLI's
+/// documented exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such image or kernel.
+    #[error("{kind} {name:?} not found; {hint}")]
+    NotFound {
+        /// `image` or `kernel`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The name is taken.
+    #[error(
+        "{kind} {name:?} already exists; pass --force to replace it or --name to pick another name"
+    )]
+    AlreadyExists {
+        /// `image` or `kernel`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A bad name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The image source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Writing the rootfs failed.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A kernel artifact is malformed.
+    #[error("kernel artifact {reference}: {reason}")]
+    KernelArtifact {
+        /// The artifact.
+        reference: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Local I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    /// 2 for a bad name (a usage error), 3 for not found, 4 for already exists,
+    /// 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StoreError::Name(_) => 2,
+            StoreError::NotFound { .. } => 3,
+            StoreError::AlreadyExists { .. } => 4,
+            StoreError::Source(SourceError::NotFound { .. }) => 3,
+            StoreError::Source(SourceError::Registry { status: 404, .. }) => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// Wraps an I/O error with what was being done.
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The store: layout, database, and (for changes) the lock.
+#[derive(Debug)]
+pub struct Store {
+    layout: StoreLayout,
+    db: Db,
+    lock: Option<StoreLock>,
+}
+
+/// What `cache prune` removed (or would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Unreferenced blobs and their sizes.
+    pub blobs: Vec<(String, u64)>,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Opens the store for changes: waits for the lock, then reconciles.
+    pub fn open_locked(root: &Path) -> Result<Self, StoreError> {
+        let layout = StoreLayout::create(root).map_err(io_err(format!(
+            "creating the state directory {}",
+            root.display()
+        )))?;
+        let lock = layout
+            .lock()
+            .map_err(io_err(format!("locking {}", root.display())))?;
+        let mut store = Store {
+            db: Db::open(&layout.db_path())?,
+            layout,
+            lock: Some(lock),
+        };
+        reconcile::reconcile(&store.layout, &mut store.db)?;
+        Ok(store)
+    }
+
+    /// Opens the store for reading: reconciles if nobody holds the lock, and
+    /// otherwise reads around the change in progress.
+    pub fn open_read(root: &Path) -> Result<Self, StoreError> {
+        let layout = StoreLayout::create(root).map_err(io_err(format!(
+            "creating the state directory {}",
+            root.display()
+        )))?;
+        let lock = layout
+            .try_lock()
+            .map_err(io_err(format!("locking {}", root.display())))?;
+        let mut store = Store {
+            db: Db::open(&layout.db_path())?,
+            layout,
+            lock,
+        };
+        if store.lock.is_some() {
+            reconcile::reconcile(&store.layout, &mut store.db)?;
+        }
+        Ok(store)
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &StoreLayout {
+        &self.layout
+    }
+
+    /// Whether this handle holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Every image whose directory exists.
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let all = self.db.images()?;
+        Ok(all
+            .into_iter()
+            .filter(|r| self.layout.entry_dir(Kind::Image, &r.name).is_dir())
+            .collect())
+    }
+
+    /// One image.
+    pub fn image(&self, name: &str) -> Result<Option<ImageRecord>, StoreError> {
+        Ok(self
+            .db
+            .image(name)?
+            .filter(|r| self.layout.entry_dir(Kind::Image, &r.name).is_dir()))
+    }
+
+    /// One image, or a not-found error.
+    pub fn require_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
+        self.image(name)?.ok_or_else(|| StoreError::NotFound {
+            kind: "image",
+            name: name.to_string(),
+            hint: "see `banger image list`".to_string(),
+        })
+    }
+
+    /// Every kernel.
+    pub fn kernels(&self) -> Result<Vec<KernelRecord>, StoreError> {
+        Ok(self
+            .db
+            .kernels()?
+            .into_iter()
+            .filter(|r| self.layout.entry_dir(Kind::Kernel, &r.name).is_dir())
+            .collect())
+    }
+
+    /// One kernel.
+    pub fn kernel(&self, name: &str) -> Result<Option<KernelRecord>, StoreError> {
+        Ok(self
+            .db
+            .kernel(name)?
+            .filter(|r| self.layout.entry_dir(Kind::Kernel, &r.name).is_dir()))
+    }
+
+    /// Fails with [`StoreError::AlreadyExists`] if `name` is taken and not `force`.
+    pub fn check_free(&self, kind: Kind, name: &str, force: bool) -> Result<(), StoreError> {
+        let taken = match kind {
+            Kind::Image => self.image(name)?.is_some(),
+            Kind::Kernel => self.kernel(name)?.is_some(),
+        };
+        if taken && !force {
+            return Err(StoreError::AlreadyExists {
+                kind: kind.label(),
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A new staging directory (the lock must be held).
+    pub fn stage(&self, kind: Kind, name: &str) -> Result<StagingDir, StoreError> {
+        self.layout
+            .stage(kind, name)
+            .map_err(io_err("creating a staging directory"))
+    }
+
+    /// Publishes a staged image: writes its record, renames it into place (replacing
+    /// any old one atomically), commits the row, deletes what it replaced.
+    pub fn publish_image(
+        &mut self,
+        staging: StagingDir,
+        record: &ImageRecord,
+    ) -> Result<(), StoreError> {
+        write_record(staging.path(), record)?;
+        test_pause("before-rename");
+        let displaced = staging
+            .publish(&self.layout, Kind::Image, &record.name)
+            .map_err(io_err(format!("publishing image {}", record.name)))?;
+        test_pause("before-commit");
+        self.db.put_image(record)?;
+        remove_displaced(displaced);
+        Ok(())
+    }
+
+    /// Publishes a staged kernel, like [`Store::publish_image`].
+    pub fn publish_kernel(
+        &mut self,
+        staging: StagingDir,
+        record: &KernelRecord,
+    ) -> Result<(), StoreError> {
+        write_record(staging.path(), record)?;
+        let displaced = staging
+            .publish(&self.layout, Kind::Kernel, &record.name)
+            .map_err(io_err(format!("publishing kernel {}", record.name)))?;
+        self.db.put_kernel(record)?;
+        remove_displaced(displaced);
+        Ok(())
+    }
+
+    /// Removes an image or kernel: tombstone, row, then the tombstone's contents.
+    pub fn remove(&mut self, kind: Kind, name: &str) -> Result<(), StoreError> {
+        let exists = match kind {
+            Kind::Image => self.image(name)?.is_some(),
+            Kind::Kernel => self.kernel(name)?.is_some(),
+        };
+        if !exists {
+            return Err(StoreError::NotFound {
+                kind: kind.label(),
+                name: name.to_string(),
+                hint: format!("see `banger {} list`", kind.label()),
+            });
+        }
+        let dir = self.layout.entry_dir(kind, name);
+        let tomb = self.layout.tombstone(kind, name, "rm");
+        fs::rename(&dir, &tomb).map_err(io_err(format!("removing {}", dir.display())))?;
+        layout::sync_dir(&self.layout.kind_dir(kind))
+            .and_then(|()| layout::sync_dir(&self.layout.trash_dir()))
+            .map_err(io_err("syncing the store"))?;
+        test_pause("rm-tombstone");
+        match kind {
+            Kind::Image => self.db.delete_image(name)?,
+            Kind::Kernel => self.db.delete_kernel(name)?,
+        };
+        test_pause("rm-committed");
+        fs::remove_dir_all(&tomb).map_err(io_err(format!("deleting {}", tomb.display())))
+    }
+
+    /// Deletes (or with `dry_run` only lists) every blob in the cache under
+    /// `cache_dir` that no image or kernel record references.
+    pub fn prune_cache(&self, cache_dir: &Path, dry_run: bool) -> Result<PruneReport, StoreError> {
+        let keep: BTreeSet<String> = self.db.referenced_blobs()?;
+        let cache = BlobCache::open(cache_dir)
+            .map_err(io_err(format!("opening the cache {}", cache_dir.display())))?;
+        let dir = cache_dir.join("oci/blobs/sha256");
+        let mut report = PruneReport::default();
+        let entries = fs::read_dir(&dir).map_err(io_err(format!("listing {}", dir.display())))?;
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for hex in names {
+            // Temp files belong to downloads in flight (e.g. `banger rootfs`).
+            let Ok(digest) = format!("sha256:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            if keep.contains(&digest.to_string()) {
+                continue;
+            }
+            let path = cache.path(&digest);
+            let size = fs::metadata(&path).map_or(0, |m| m.len());
+            if !dry_run {
+                // The per-blob lock keeps us off a blob a concurrent pull is writing.
+                let _lock = cache
+                    .lock(&digest)
+                    .map_err(io_err(format!("locking {digest}")))?;
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(format!("deleting {}", path.display()))(e)),
+                }
+            }
+            report.bytes += size;
+            report.blobs.push((digest.to_string(), size));
+        }
+        if !dry_run {
+            layout::sync_dir(&dir).map_err(io_err("syncing the cache"))?;
+        }
+        Ok(report)
+    }
+}
+
+/// Writes `record.json` into a staging directory.
+fn write_record(dir: &Path, record: &impl serde::Serialize) -> Result<(), StoreError> {
+    let path = dir.join(RECORD_FILE);
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| io_err("encoding the record")(io::Error::other(e)))?;
+    fs::write(&path, json).map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// Deletes what a publish replaced; a leftover is cleaned by the next reconcile.
+fn remove_displaced(displaced: Option<PathBuf>) {
+    if let Some(old) = displaced {
+        let _ = fs::remove_dir_all(old);
+    }
+}
