@@ -13,7 +13,7 @@ const NETWORK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/banger-networ
 const SCRIPTS: [&str; 2] = [FIRST_BOOT, NETWORK];
 
 /// External tools the scripts may use besides the stubs.
-const TOOLS: [&str; 4] = ["rm", "mv", "cat", "sleep"];
+const TOOLS: [&str; 5] = ["rm", "mv", "cat", "sleep", "mkdir"];
 
 /// A POSIX shell to run the scripts with: program and leading arguments.
 #[derive(Clone, Copy, Debug)]
@@ -670,6 +670,85 @@ fn network_errors_exit_non_zero() {
             "{}",
             stderr(&out)
         );
+    }
+}
+
+/// A sandbox for `FULL` without `ip` (debian and ubuntu container images
+/// have no iproute2), with a `systemctl` stub and, if `networkd`, stubs for
+/// systemd-networkd and its wait-online helper in the fake root.
+fn networkd_sandbox(networkd: bool) -> Sandbox {
+    let sandbox = network_sandbox(FULL);
+    fs::remove_file(sandbox.bin.join("ip")).unwrap();
+    sandbox.stub("systemctl");
+    if networkd {
+        let dir = sandbox.root.join("lib/systemd");
+        fs::create_dir_all(&dir).unwrap();
+        for name in ["systemd-networkd", "systemd-networkd-wait-online"] {
+            sandbox.stub(name);
+            fs::rename(sandbox.bin.join(name), dir.join(name)).unwrap();
+        }
+    }
+    sandbox
+}
+
+const NETWORKD_FILE: &str = "# Written by banger-network from the kernel command line (ip=).\n\
+    [Match]\nName=ens4\n\n[Network]\nAddress=172.16.0.2/24\nGateway=172.16.0.1\n\
+    DHCP=no\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n";
+
+#[test]
+fn network_without_ip_hands_the_configuration_to_systemd_networkd() {
+    for shell in shells() {
+        let sandbox = networkd_sandbox(true);
+        for _ in 0..2 {
+            let out = sandbox.run(&shell, NETWORK);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert_eq!(
+                sandbox.calls(),
+                [
+                    "systemctl restart systemd-networkd.service",
+                    "systemd-networkd-wait-online --interface=ens4:routable --timeout=0",
+                ]
+            );
+            assert!(
+                stderr(&out).contains(
+                    "configured ens4 with 172.16.0.2/24 via 172.16.0.1 (systemd-networkd)"
+                ),
+                "{}",
+                stderr(&out)
+            );
+            assert_eq!(
+                sandbox
+                    .read("/run/systemd/network/10-banger-ens4.network")
+                    .as_deref(),
+                Some(NETWORKD_FILE)
+            );
+            assert_eq!(sandbox.read("/etc/resolv.conf").as_deref(), Some(RESOLV));
+            assert_eq!(
+                sandbox.read("/proc/sys/kernel/hostname").as_deref(),
+                Some("vm1\n")
+            );
+        }
+
+        // networkd never brings the interface up: a failure, reported.
+        sandbox.fail("systemd-networkd-wait-online");
+        let out = sandbox.run(&shell, NETWORK);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("did not bring up ens4"),
+            "{}",
+            stderr(&out)
+        );
+
+        // Neither ip nor networkd: nothing can configure the interface.
+        let sandbox = networkd_sandbox(false);
+        let out = sandbox.run(&shell, NETWORK);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no ip command (iproute2 or busybox) and no systemd-networkd"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(sandbox.calls(), Vec::<String>::new());
     }
 }
 
