@@ -71,6 +71,26 @@ classful_prefix() {
     fi
 }
 
+# Prints $1 if that interface exists, or with $1 empty the first one
+# other than lo; fails if there is none.
+pick_interface() {
+    if [ -z "$1" ]; then
+        first_interface
+    elif [ -e "$ROOT/sys/class/net/$1" ]; then
+        printf '%s\n' "$1"
+    else
+        return 1
+    fi
+}
+
+# Waits (at most 10 s) until udev has processed every queued event, e.g.
+# the rename of a new NIC. Without udevadm nothing renames interfaces.
+settle_udev() {
+    if command -v udevadm >/dev/null 2>&1; then
+        udevadm settle --timeout=10 || log "udevadm settle timed out"
+    fi
+}
+
 # Prints the first network interface other than lo, in name order.
 first_interface() {
     for path in "$ROOT"/sys/class/net/*; do
@@ -227,12 +247,15 @@ main() {
 
     waited=0
     while :; do
-        if [ -z "$device" ]; then
-            dev=$(first_interface) || dev=
-        else
-            dev=$device
+        dev=$(pick_interface "$device") || dev=
+        if [ -n "$dev" ]; then
+            # A NIC appears as eth0 and udev renames it (ens3) a moment
+            # later; a name picked in between is gone by the time it is
+            # used. Pick again once udev has handled the NIC's events.
+            settle_udev
+            dev=$(pick_interface "$device") || dev=
+            [ -n "$dev" ] && break
         fi
-        [ -n "$dev" ] && [ -e "$ROOT/sys/class/net/$dev" ] && break
         if [ "$waited" -ge "$WAIT" ]; then
             log "network interface ${device:-other than lo} did not appear"
             return 1

@@ -673,6 +673,29 @@ fn network_errors_exit_non_zero() {
     }
 }
 
+#[test]
+fn network_picks_the_interface_by_the_name_udev_gives_it() {
+    for shell in shells() {
+        let sandbox = network_sandbox("ip=172.16.0.2::172.16.0.1:255.255.255.0:vm1::off");
+        for nic in ["ens3", "ens4"] {
+            fs::remove_dir(sandbox.root.join("sys/class/net").join(nic)).unwrap();
+        }
+        // The kernel's name, which udev is about to change.
+        fs::create_dir(sandbox.root.join("sys/class/net/eth0")).unwrap();
+        sandbox.stub_with(
+            "udevadm",
+            "",
+            r#"[ -d "$BANGER_ROOT/sys/class/net/eth0" ] &&
+                mv "$BANGER_ROOT/sys/class/net/eth0" "$BANGER_ROOT/sys/class/net/ens5""#,
+        );
+        let out = sandbox.run(&shell, NETWORK);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut expected = vec!["udevadm settle --timeout=10".to_owned()];
+        expected.extend(configure("ens5", "172.16.0.2/24", Some("172.16.0.1")));
+        assert_eq!(sandbox.calls(), expected);
+    }
+}
+
 /// A sandbox for `FULL` without `ip` (debian and ubuntu container images
 /// have no iproute2), with a `systemctl` stub and, if `networkd`, stubs for
 /// systemd-networkd and its wait-online helper in the fake root.
