@@ -18,11 +18,14 @@
 # Idempotent: when the interface already has the address (the kernel's own
 # ip= handling configured it, or this script ran before) no `ip` command
 # changes anything. resolv.conf is rewritten only when its content differs.
-# Works with iproute2 or busybox `ip`.
+# Works with iproute2 or busybox `ip`. Images with neither (debian and ubuntu
+# container images ship no iproute2) get the same static configuration
+# through systemd-networkd: a .network file in /run/systemd/network.
 #
 # Environment (for tests): BANGER_CMDLINE (default /proc/cmdline) and
 # BANGER_ROOT (default empty: prefixes /sys, /proc/sys and /etc),
-# BANGER_NET_WAIT (seconds to wait for the device to appear, default 10).
+# BANGER_NET_WAIT (seconds to wait for the device to appear, and for
+# systemd-networkd to configure it, default 10).
 set -u
 
 ROOT=${BANGER_ROOT:-}
@@ -68,6 +71,26 @@ classful_prefix() {
     fi
 }
 
+# Prints $1 if that interface exists, or with $1 empty the first one
+# other than lo; fails if there is none.
+pick_interface() {
+    if [ -z "$1" ]; then
+        first_interface
+    elif [ -e "$ROOT/sys/class/net/$1" ]; then
+        printf '%s\n' "$1"
+    else
+        return 1
+    fi
+}
+
+# Waits (at most 10 s) until udev has processed every queued event, e.g.
+# the rename of a new NIC. Without udevadm nothing renames interfaces.
+settle_udev() {
+    if command -v udevadm >/dev/null 2>&1; then
+        udevadm settle --timeout=10 || log "udevadm settle timed out"
+    fi
+}
+
 # Prints the first network interface other than lo, in name order.
 first_interface() {
     for path in "$ROOT"/sys/class/net/*; do
@@ -78,6 +101,74 @@ first_interface() {
         return 0
     done
     return 1
+}
+
+# Configures $1 with address $2/$3 and gateway $4 (may be empty) with
+# `ip`, unless the interface already has the address.
+configure_with_ip() {
+    dev=$1 client=$2 prefix=$3 gw=$4
+    current=$(ip -o addr show dev "$dev") || current=
+    case "$current" in
+        *" inet $client/"*)
+            log "$dev already has $client; leaving it as is"
+            return 0
+            ;;
+    esac
+    if ip link set dev "$dev" up && ip addr add "$client/$prefix" dev "$dev" &&
+        { ! is_address "$gw" || ip route replace default via "$gw" dev "$dev"; }; then
+        log "configured $dev with $client/$prefix${gw:+ via $gw}"
+        return 0
+    fi
+    log "configuring $dev failed"
+    return 1
+}
+
+# Configures $1 with address $2 (CIDR) and gateway $3 (may be empty)
+# through systemd-networkd, for images without an `ip` command, and waits
+# until the address is up. Writing the same file again changes nothing.
+configure_with_networkd() {
+    dev=$1 cidr=$2 gw=$3
+    daemon=''
+    for dir in /lib/systemd /usr/lib/systemd; do
+        if [ -x "$ROOT$dir/systemd-networkd" ]; then
+            daemon=$ROOT$dir/systemd-networkd
+            break
+        fi
+    done
+    if [ -z "$daemon" ] || ! command -v systemctl >/dev/null 2>&1; then
+        log "cannot configure $dev: no ip command (iproute2 or busybox) and no systemd-networkd"
+        return 1
+    fi
+    network="# Written by banger-network from the kernel command line (ip=).
+[Match]
+Name=$dev
+
+[Network]
+Address=$cidr"
+    is_address "$gw" && network="$network
+Gateway=$gw"
+    network="$network
+DHCP=no
+LinkLocalAddressing=no
+IPv6AcceptRA=no"
+    dir=$ROOT/run/systemd/network
+    file=$dir/10-banger-$dev.network
+    if ! { mkdir -p "$dir" && printf '%s\n' "$network" > "$file"; }; then
+        log "cannot write $file"
+        return 1
+    fi
+    # restart, not start: a networkd that already runs must read the file.
+    if ! systemctl restart systemd-networkd.service; then
+        log "starting systemd-networkd failed"
+        return 1
+    fi
+    wait_online=${daemon%/*}/systemd-networkd-wait-online
+    if [ -x "$wait_online" ] &&
+        ! "$wait_online" --interface="$dev:routable" --timeout="$WAIT"; then
+        log "systemd-networkd did not bring up $dev within ${WAIT}s"
+        return 1
+    fi
+    log "configured $dev with $cidr${gw:+ via $gw} (systemd-networkd)"
 }
 
 is_address() {
@@ -156,12 +247,15 @@ main() {
 
     waited=0
     while :; do
-        if [ -z "$device" ]; then
-            dev=$(first_interface) || dev=
-        else
-            dev=$device
+        dev=$(pick_interface "$device") || dev=
+        if [ -n "$dev" ]; then
+            # A NIC appears as eth0 and udev renames it (ens3) a moment
+            # later; a name picked in between is gone by the time it is
+            # used. Pick again once udev has handled the NIC's events.
+            settle_udev
+            dev=$(pick_interface "$device") || dev=
+            [ -n "$dev" ] && break
         fi
-        [ -n "$dev" ] && [ -e "$ROOT/sys/class/net/$dev" ] && break
         if [ "$waited" -ge "$WAIT" ]; then
             log "network interface ${device:-other than lo} did not appear"
             return 1
@@ -171,25 +265,11 @@ main() {
     done
 
     status=0
-    current=$(ip -o addr show dev "$dev") || current=
-    case "$current" in
-        *" inet $client/"*)
-            log "$dev already has $client; leaving it as is"
-            ;;
-        *)
-            if ! { ip link set dev "$dev" up && ip addr add "$client/$prefix" dev "$dev"; }; then
-                status=1
-            fi
-            if [ "$status" -eq 0 ] && is_address "$gateway"; then
-                ip route replace default via "$gateway" dev "$dev" || status=1
-            fi
-            if [ "$status" -eq 0 ]; then
-                log "configured $dev with $client/$prefix${gateway:+ via $gateway}"
-            else
-                log "configuring $dev failed"
-            fi
-            ;;
-    esac
+    if command -v ip >/dev/null 2>&1; then
+        configure_with_ip "$dev" "$client" "$prefix" "$gateway" || status=1
+    else
+        configure_with_networkd "$dev" "$client/$prefix" "$gateway" || status=1
+    fi
 
     if [ -n "$hostname" ] && [ -w "$ROOT/proc/sys/kernel/hostname" ]; then
         if [ "$(cat "$ROOT/proc/sys/kernel/hostname")" != "$hostname" ]; then

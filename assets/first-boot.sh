@@ -68,7 +68,11 @@ install_openssh() {
         apt)
             DEBIAN_FRONTEND=noninteractive
             export DEBIAN_FRONTEND
-            apt-get update &&
+            # apt-get update exits 0 when it cannot fetch an index; without
+            # Error-Mode=any (apt >= 2.1.16; older apt ignores the option)
+            # an offline guest would go on to install from stale lists and
+            # time out on every package.
+            apt-get -o APT::Update::Error-Mode=any update &&
                 apt-get install -y --no-install-recommends openssh-server
             ;;
         apk)

@@ -13,7 +13,7 @@ const NETWORK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/banger-networ
 const SCRIPTS: [&str; 2] = [FIRST_BOOT, NETWORK];
 
 /// External tools the scripts may use besides the stubs.
-const TOOLS: [&str; 4] = ["rm", "mv", "cat", "sleep"];
+const TOOLS: [&str; 5] = ["rm", "mv", "cat", "sleep", "mkdir"];
 
 /// A POSIX shell to run the scripts with: program and leading arguments.
 #[derive(Clone, Copy, Debug)]
@@ -190,7 +190,7 @@ fn expected_calls(family: &str) -> Vec<String> {
     let (install, unit): (&[&str], &str) = match family {
         "apt" => (
             &[
-                "DEBIAN_FRONTEND=noninteractive apt-get update",
+                "DEBIAN_FRONTEND=noninteractive apt-get -o APT::Update::Error-Mode=any update",
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server",
             ],
             "ssh",
@@ -350,7 +350,7 @@ fn a_failed_apt_update_stops_before_install() {
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(
             sandbox.calls(),
-            ["DEBIAN_FRONTEND=noninteractive apt-get update"]
+            ["DEBIAN_FRONTEND=noninteractive apt-get -o APT::Update::Error-Mode=any update"]
         );
         assert!(sandbox.exists(MARKER));
     }
@@ -670,6 +670,108 @@ fn network_errors_exit_non_zero() {
             "{}",
             stderr(&out)
         );
+    }
+}
+
+#[test]
+fn network_picks_the_interface_by_the_name_udev_gives_it() {
+    for shell in shells() {
+        let sandbox = network_sandbox("ip=172.16.0.2::172.16.0.1:255.255.255.0:vm1::off");
+        for nic in ["ens3", "ens4"] {
+            fs::remove_dir(sandbox.root.join("sys/class/net").join(nic)).unwrap();
+        }
+        // The kernel's name, which udev is about to change.
+        fs::create_dir(sandbox.root.join("sys/class/net/eth0")).unwrap();
+        sandbox.stub_with(
+            "udevadm",
+            "",
+            r#"[ -d "$BANGER_ROOT/sys/class/net/eth0" ] &&
+                mv "$BANGER_ROOT/sys/class/net/eth0" "$BANGER_ROOT/sys/class/net/ens5""#,
+        );
+        let out = sandbox.run(&shell, NETWORK);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut expected = vec!["udevadm settle --timeout=10".to_owned()];
+        expected.extend(configure("ens5", "172.16.0.2/24", Some("172.16.0.1")));
+        assert_eq!(sandbox.calls(), expected);
+    }
+}
+
+/// A sandbox for `FULL` without `ip` (debian and ubuntu container images
+/// have no iproute2), with a `systemctl` stub and, if `networkd`, stubs for
+/// systemd-networkd and its wait-online helper in the fake root.
+fn networkd_sandbox(networkd: bool) -> Sandbox {
+    let sandbox = network_sandbox(FULL);
+    fs::remove_file(sandbox.bin.join("ip")).unwrap();
+    sandbox.stub("systemctl");
+    if networkd {
+        let dir = sandbox.root.join("lib/systemd");
+        fs::create_dir_all(&dir).unwrap();
+        for name in ["systemd-networkd", "systemd-networkd-wait-online"] {
+            sandbox.stub(name);
+            fs::rename(sandbox.bin.join(name), dir.join(name)).unwrap();
+        }
+    }
+    sandbox
+}
+
+const NETWORKD_FILE: &str = "# Written by banger-network from the kernel command line (ip=).\n\
+    [Match]\nName=ens4\n\n[Network]\nAddress=172.16.0.2/24\nGateway=172.16.0.1\n\
+    DHCP=no\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n";
+
+#[test]
+fn network_without_ip_hands_the_configuration_to_systemd_networkd() {
+    for shell in shells() {
+        let sandbox = networkd_sandbox(true);
+        for _ in 0..2 {
+            let out = sandbox.run(&shell, NETWORK);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert_eq!(
+                sandbox.calls(),
+                [
+                    "systemctl restart systemd-networkd.service",
+                    "systemd-networkd-wait-online --interface=ens4:routable --timeout=0",
+                ]
+            );
+            assert!(
+                stderr(&out).contains(
+                    "configured ens4 with 172.16.0.2/24 via 172.16.0.1 (systemd-networkd)"
+                ),
+                "{}",
+                stderr(&out)
+            );
+            assert_eq!(
+                sandbox
+                    .read("/run/systemd/network/10-banger-ens4.network")
+                    .as_deref(),
+                Some(NETWORKD_FILE)
+            );
+            assert_eq!(sandbox.read("/etc/resolv.conf").as_deref(), Some(RESOLV));
+            assert_eq!(
+                sandbox.read("/proc/sys/kernel/hostname").as_deref(),
+                Some("vm1\n")
+            );
+        }
+
+        // networkd never brings the interface up: a failure, reported.
+        sandbox.fail("systemd-networkd-wait-online");
+        let out = sandbox.run(&shell, NETWORK);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("did not bring up ens4"),
+            "{}",
+            stderr(&out)
+        );
+
+        // Neither ip nor networkd: nothing can configure the interface.
+        let sandbox = networkd_sandbox(false);
+        let out = sandbox.run(&shell, NETWORK);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no ip command (iproute2 or busybox) and no systemd-networkd"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(sandbox.calls(), Vec::<String>::new());
     }
 }
 
