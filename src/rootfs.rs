@@ -5,6 +5,7 @@
 //! that results is then given the guest agents and the builder writes the
 //! metadata. The output appears under its name only when complete.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -13,6 +14,7 @@ use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ex
 use crate::ext4::tree::{Metadata, Timestamp};
 use crate::flatten::{FlattenError, Flattener, Limits};
 use crate::inject::{inject_agents, InjectError, InjectOptions};
+use crate::layer::verify_diff_id;
 use crate::readahead::ReadAhead;
 use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, SourceError};
 use crate::staged::StagedFile;
@@ -143,8 +145,17 @@ pub fn write_rootfs(
     })
 }
 
-fn open_layer(layer: &crate::source::LayerRef) -> Result<ReadAhead, RootfsError> {
-    Ok(ReadAhead::spawn(layer.open()?))
+/// A layer's tar stream, decompressed on its own thread. The tar's diff_id
+/// is hashed here on the consumer's side: inflating and hashing the
+/// compressed bytes already keep that thread busy, and hashing the
+/// uncompressed bytes there too would make it the bottleneck.
+fn open_layer(layer: &crate::source::LayerRef) -> Result<Box<dyn Read + Send>, RootfsError> {
+    let inflated = ReadAhead::spawn(layer.open_unverified_tar()?);
+    Ok(verify_diff_id(
+        Box::new(inflated),
+        layer.diff_id.clone(),
+        &layer.name(),
+    ))
 }
 
 /// The time banger writes for what it creates: `SOURCE_DATE_EPOCH` when
@@ -235,6 +246,62 @@ pub fn check_output_path(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::Digest;
+
+    /// A one-layer image whose tar is `tar` and whose config claims `diff_id`.
+    fn image_of(tar: Vec<u8>, diff_id: Digest) -> ResolvedImage {
+        use crate::source::{BlobLocation, ImageConfig, LayerRef, OneShotReader};
+        ResolvedImage {
+            reference: "test".into(),
+            manifest_digest: None,
+            platform: None,
+            config: ImageConfig::default(),
+            layers: vec![LayerRef {
+                index: 0,
+                digest: None,
+                size: None,
+                diff_id: Some(diff_id),
+                media_type: String::new(),
+                blob: BlobLocation::Reader(OneShotReader::new(std::io::Cursor::new(tar))),
+            }],
+        }
+    }
+
+    fn request(output: PathBuf) -> RootfsRequest {
+        RootfsRequest {
+            source: ImageSource::DockerArchive(PathBuf::from("unused")),
+            output,
+            size: None,
+            resolve: ResolveOptions::new(PathBuf::from("/nonexistent")),
+            agents_vsock_port: None,
+            limits: Limits::default(),
+            source_date_epoch: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_wrong_diff_id_fails_the_build() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(5);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "etc/hello", &b"hello"[..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let right = Digest::from_sha256_bytes(&Sha256::digest(&tar));
+        let wrong = Digest::from_sha256_bytes(&Sha256::digest(b"another layer"));
+        let dir = tempfile::tempdir().unwrap();
+
+        let good = dir.path().join("good.ext4");
+        write_rootfs(image_of(tar.clone(), right), &request(good.clone())).unwrap();
+        assert!(good.is_file());
+
+        let bad = dir.path().join("bad.ext4");
+        let err = write_rootfs(image_of(tar, wrong), &request(bad.clone())).unwrap_err();
+        assert!(err.to_string().contains("diff_id"), "{err}");
+        assert!(!bad.exists(), "a failed build leaves no output");
+    }
 
     #[test]
     fn rfc3339_times() {
