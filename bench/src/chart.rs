@@ -13,8 +13,8 @@ pub struct Bar {
     pub colour: &'static str,
 }
 
-const WIDTH: f64 = 760.0;
-const LABEL_WIDTH: f64 = 300.0;
+const WIDTH: f64 = 840.0;
+const LABEL_WIDTH: f64 = 370.0;
 const BAR_HEIGHT: f64 = 28.0;
 const GAP: f64 = 14.0;
 const TOP: f64 = 58.0;
