@@ -60,16 +60,22 @@ fn read_prefix(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// matching decoder. If `diff_id` is given, the decompressed bytes are hashed and the
 /// reader fails at EOF unless they match. `name` labels errors (e.g. `layer 2 (sha256:…)`).
 pub fn decompress(
-    mut raw: Box<dyn Read + Send>,
+    raw: Box<dyn Read + Send>,
     diff_id: Option<Digest>,
     name: &str,
 ) -> io::Result<Box<dyn Read + Send>> {
+    Ok(verify_diff_id(decoder(raw, name)?, diff_id, name))
+}
+
+/// Sniffs the compression of a raw layer blob and wraps the matching decoder,
+/// without checking the result's digest. `name` labels errors.
+pub fn decoder(mut raw: Box<dyn Read + Send>, name: &str) -> io::Result<Box<dyn Read + Send>> {
     let mut prefix = [0u8; 4];
     let len = read_prefix(&mut raw, &mut prefix)?;
     let compression = Compression::sniff(&prefix[..len]);
     let whole: Box<dyn Read + Send> = Box::new(Cursor::new(prefix[..len].to_vec()).chain(raw));
     let label = name.to_string();
-    let tar: Box<dyn Read + Send> = match compression {
+    Ok(match compression {
         Compression::None => whole,
         Compression::Gzip => Box::new(Labelled {
             inner: flate2::read::MultiGzDecoder::new(whole),
@@ -79,16 +85,25 @@ pub fn decompress(
             inner: zstd::stream::read::Decoder::new(whole)?,
             what: format!("{label}: zstd stream"),
         }),
-    };
-    Ok(match diff_id {
+    })
+}
+
+/// Wraps a layer's tar stream so that it fails at EOF unless its bytes hash
+/// to `diff_id`; with `None`, returns it as is. `name` labels errors.
+pub fn verify_diff_id<'a>(
+    tar: Box<dyn Read + Send + 'a>,
+    diff_id: Option<Digest>,
+    name: &str,
+) -> Box<dyn Read + Send + 'a> {
+    match diff_id {
         Some(expected) => Box::new(VerifyingReader::new(
             tar,
             expected,
             None,
-            format!("{label}: diff_id (digest of the uncompressed tar)"),
+            format!("{name}: diff_id (digest of the uncompressed tar)"),
         )),
         None => tar,
-    })
+    }
 }
 
 /// A layer stream's own failure (corrupt or truncated blob, digest mismatch),

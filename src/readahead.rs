@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 
 /// Bytes per chunk handed across.
-const CHUNK: usize = 1 << 20;
+pub const CHUNK: usize = 1 << 20;
 /// Chunks buffered ahead of the consumer.
 const CHUNKS: usize = 4;
 
@@ -25,8 +25,14 @@ pub struct ReadAhead {
 
 impl ReadAhead {
     /// Starts reading `inner` on a new thread.
-    pub fn spawn(mut inner: Box<dyn Read + Send>) -> Self {
-        let (tx, rx) = mpsc::sync_channel(CHUNKS);
+    pub fn spawn(inner: Box<dyn Read + Send>) -> Self {
+        Self::with_depth(inner, CHUNKS)
+    }
+
+    /// Starts reading `inner` on a new thread that may run up to `chunks`
+    /// chunks (of 1 MiB) ahead of the consumer.
+    pub fn with_depth(mut inner: Box<dyn Read + Send>, chunks: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel(chunks.max(1));
         thread::spawn(move || loop {
             let mut chunk = vec![0u8; CHUNK];
             let mut filled = 0;

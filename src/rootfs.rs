@@ -5,6 +5,8 @@
 //! that results is then given the guest agents and the builder writes the
 //! metadata. The output appears under its name only when complete.
 
+use std::collections::VecDeque;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -13,7 +15,8 @@ use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ex
 use crate::ext4::tree::{Metadata, Timestamp};
 use crate::flatten::{FlattenError, Flattener, Limits, TarError};
 use crate::inject::{inject_agents, InjectError, InjectOptions};
-use crate::readahead::ReadAhead;
+use crate::layer::verify_diff_id;
+use crate::readahead::{ReadAhead, CHUNK};
 use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, SourceError};
 use crate::staged::StagedFile;
 
@@ -123,11 +126,20 @@ pub fn write_rootfs(
         request.limits.clone(),
         Metadata::new(0o755, time),
     );
-    // Inflate the next layer while the current one is applied.
-    let mut next = image.layers.first().map(open_layer).transpose()?;
-    for (i, layer) in image.layers.iter().enumerate() {
-        let Some(reader) = next.take() else { break };
-        next = image.layers.get(i + 1).map(open_layer).transpose()?;
+    // Layers inflate on their own threads, the next ones (one per spare
+    // core) while the current one is applied.
+    let ahead = layers_ahead();
+    let depth = READ_AHEAD_BUDGET / CHUNK / (ahead + 1);
+    let mut opened = VecDeque::new();
+    let mut to_open = image.layers.iter();
+    for layer in &image.layers {
+        while opened.len() <= ahead {
+            match to_open.next() {
+                Some(next) => opened.push_back(open_layer(next, depth)?),
+                None => break,
+            }
+        }
+        let Some(reader) = opened.pop_front() else { break };
         flattener
             .apply_layer(&flatten_label(layer), reader)
             .map_err(stream_or_flatten_error)?;
@@ -170,8 +182,32 @@ fn stream_or_flatten_error(error: FlattenError) -> RootfsError {
     }
 }
 
-fn open_layer(layer: &crate::source::LayerRef) -> Result<ReadAhead, RootfsError> {
-    Ok(ReadAhead::spawn(layer.open()?))
+/// A layer's tar stream, decompressed on its own thread. The tar's diff_id
+/// is hashed here on the consumer's side: inflating and hashing the
+/// compressed bytes already keep that thread busy, and hashing the
+/// uncompressed bytes there too would make it the bottleneck.
+fn open_layer(
+    layer: &crate::source::LayerRef,
+    depth: usize,
+) -> Result<Box<dyn Read + Send>, RootfsError> {
+    let inflated = ReadAhead::with_depth(layer.open_unverified_tar()?, depth);
+    Ok(verify_diff_id(
+        Box::new(inflated),
+        layer.diff_id.clone(),
+        &layer.name(),
+    ))
+}
+
+/// Inflated bytes buffered between the layer threads and the flattener,
+/// all layers together: this bounds memory whatever the image.
+const READ_AHEAD_BUDGET: usize = 64 << 20;
+
+/// How many layers beyond the current one inflate at once: one per spare
+/// core, at least one (so the next layer starts while this one finishes).
+fn layers_ahead() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .clamp(1, 7)
 }
 
 /// The time banger writes for what it creates: `SOURCE_DATE_EPOCH` when
@@ -262,6 +298,92 @@ pub fn check_output_path(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::Digest;
+
+    /// An image of `tars` (lowest first) with the given diff_ids.
+    fn image_of_layers(tars: Vec<(Vec<u8>, Digest)>) -> ResolvedImage {
+        use crate::source::{BlobLocation, ImageConfig, LayerRef, OneShotReader};
+        let layers = tars
+            .into_iter()
+            .enumerate()
+            .map(|(index, (tar, diff_id))| LayerRef {
+                index,
+                digest: None,
+                size: None,
+                diff_id: Some(diff_id),
+                media_type: String::new(),
+                blob: BlobLocation::Reader(OneShotReader::new(std::io::Cursor::new(tar))),
+            })
+            .collect();
+        ResolvedImage {
+            reference: "test".into(),
+            manifest_digest: None,
+            platform: None,
+            config: ImageConfig::default(),
+            layers,
+        }
+    }
+
+    /// A one-layer image whose tar is `tar` and whose config claims `diff_id`.
+    fn image_of(tar: Vec<u8>, diff_id: Digest) -> ResolvedImage {
+        image_of_layers(vec![(tar, diff_id)])
+    }
+
+    /// A tar holding one regular file.
+    fn tar_of(path: &str, contents: &[u8]) -> (Vec<u8>, Digest) {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, path, contents).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let digest = Digest::from_sha256_bytes(&Sha256::digest(&tar));
+        (tar, digest)
+    }
+
+    #[test]
+    fn layers_read_ahead_in_parallel_still_apply_in_order() {
+        // More layers than are ever read ahead at once, each bigger than a
+        // read-ahead chunk, each replacing the file the one below wrote.
+        let count = layers_ahead() + 3;
+        let layers: Vec<_> = (0..count)
+            .map(|i| tar_of("data", &vec![b'a' + i as u8; CHUNK + 1000]))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("layers.ext4");
+        write_rootfs(image_of_layers(layers), &request(output.clone())).unwrap();
+        let fs = ext4_view::Ext4::load_from_path(&output).unwrap();
+        let data = fs.read("/data").unwrap();
+        assert_eq!(data, vec![b'a' + (count - 1) as u8; CHUNK + 1000]);
+    }
+
+    fn request(output: PathBuf) -> RootfsRequest {
+        RootfsRequest {
+            source: ImageSource::DockerArchive(PathBuf::from("unused")),
+            output,
+            size: None,
+            resolve: ResolveOptions::new(PathBuf::from("/nonexistent")),
+            agents_vsock_port: None,
+            limits: Limits::default(),
+            source_date_epoch: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_wrong_diff_id_fails_the_build() {
+        let (tar, right) = tar_of("etc/hello", b"hello");
+        let wrong = Digest::from_sha256_bytes(&Sha256::digest(b"another layer"));
+        let dir = tempfile::tempdir().unwrap();
+
+        let good = dir.path().join("good.ext4");
+        write_rootfs(image_of(tar.clone(), right), &request(good.clone())).unwrap();
+        assert!(good.is_file());
+
+        let bad = dir.path().join("bad.ext4");
+        let err = write_rootfs(image_of(tar, wrong), &request(bad.clone())).unwrap_err();
+        assert!(err.to_string().contains("diff_id"), "{err}");
+        assert!(!bad.exists(), "a failed build leaves no output");
+    }
 
     #[test]
     fn rfc3339_times() {

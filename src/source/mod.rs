@@ -314,6 +314,17 @@ impl LayerRef {
     /// The decompressed tar stream. The stored blob's digest and size are verified as
     /// it is read, and the tar's diff_id at EOF; a mismatch is an `InvalidData` error.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, SourceError> {
+        Ok(layer::verify_diff_id(
+            self.open_unverified_tar()?,
+            self.diff_id.clone(),
+            &self.name(),
+        ))
+    }
+
+    /// The decompressed tar stream with the stored blob verified, but not the
+    /// tar's diff_id: the caller checks that (with [`layer::verify_diff_id`]),
+    /// on another thread than the decompression if it likes.
+    pub fn open_unverified_tar(&self) -> Result<Box<dyn Read + Send>, SourceError> {
         let name = self.name();
         let io_err = |context: String| move |source| SourceError::Io { context, source };
         let raw: Box<dyn Read + Send> = match &self.blob {
@@ -350,8 +361,7 @@ impl LayerRef {
             )),
             None => raw,
         };
-        layer::decompress(raw, self.diff_id.clone(), &name)
-            .map_err(io_err(format!("{name}: reading")))
+        layer::decoder(raw, &name).map_err(io_err(format!("{name}: reading")))
     }
 }
 
