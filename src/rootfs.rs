@@ -139,7 +139,9 @@ pub fn write_rootfs(
                 None => break,
             }
         }
-        let Some(reader) = opened.pop_front() else { break };
+        let Some(reader) = opened.pop_front() else {
+            break;
+        };
         flattener
             .apply_layer(&flatten_label(layer), reader)
             .map_err(stream_or_flatten_error)?;
