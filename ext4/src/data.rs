@@ -199,12 +199,11 @@ impl DataWriter {
 
     fn flush_committed(&mut self, image: &File) -> Result<(), DataError> {
         if self.committed > 0 {
+            let offset = self.buffer_start * BLOCK_SIZE;
             image
-                .write_all_at(
-                    &self.buffer[..self.committed],
-                    self.buffer_start * BLOCK_SIZE,
-                )
+                .write_all_at(&self.buffer[..self.committed], offset)
                 .map_err(DataError::Write)?;
+            start_writeback(image, offset, self.committed as u64);
         }
         // Keep any partly filled slot past the committed blocks.
         self.buffer.drain(..self.committed);
@@ -215,6 +214,24 @@ impl DataWriter {
     /// Writes out everything gathered so far.
     pub fn flush(&mut self, image: &File) -> Result<(), DataError> {
         self.flush_committed(image)
+    }
+}
+
+/// Asks the kernel to start writing a range out now, without waiting for
+/// it, so that the fsync that publishes the image finds little left to do
+/// instead of the whole image. Purely an optimisation: failures (tmpfs,
+/// old kernels) are ignored.
+fn start_writeback(image: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; the
+    // descriptor is owned by `image` and stays open for the call.
+    unsafe {
+        libc::sync_file_range(
+            image.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
