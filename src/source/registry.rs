@@ -65,16 +65,25 @@ impl std::fmt::Debug for Credentials {
 /// Looks up credentials by registry host (`docker.io`, `ghcr.io`, `host:5000`).
 pub type CredentialsFn = Arc<dyn Fn(&str) -> Option<Credentials> + Send + Sync>;
 
+/// The blob cache and a client for `reference`'s registry: what every pull
+/// starts from.
+fn open_session(
+    reference: &Reference,
+    opts: &ResolveOptions,
+) -> Result<(BlobCache, Arc<RegistryClient>), SourceError> {
+    let cache = BlobCache::open(&opts.cache_dir).map_err(SourceError::io(format!(
+        "opening the cache in {}",
+        opts.cache_dir.display()
+    )))?;
+    Ok((cache, Arc::new(RegistryClient::new(reference, opts)?)))
+}
+
 /// Resolves `reference` and downloads its config and layers into the cache.
 pub async fn resolve(
     reference: &Reference,
     opts: &ResolveOptions,
 ) -> Result<ResolvedImage, SourceError> {
-    let cache = BlobCache::open(&opts.cache_dir).map_err(SourceError::io(format!(
-        "opening the cache in {}",
-        opts.cache_dir.display()
-    )))?;
-    let client = Arc::new(RegistryClient::new(reference, opts)?);
+    let (cache, client) = open_session(reference, opts)?;
     let what = reference.to_string();
 
     let expected = reference.digest().map(|d| (d.clone(), None));
@@ -196,11 +205,7 @@ pub async fn fetch_artifact(
     reference: &Reference,
     opts: &ResolveOptions,
 ) -> Result<FetchedArtifact, SourceError> {
-    let cache = BlobCache::open(&opts.cache_dir).map_err(SourceError::io(format!(
-        "opening the cache in {}",
-        opts.cache_dir.display()
-    )))?;
-    let client = Arc::new(RegistryClient::new(reference, opts)?);
+    let (cache, client) = open_session(reference, opts)?;
     let what = reference.to_string();
     let expected = reference.digest().map(|d| (d.clone(), None));
     let (top, mut bytes, mut media_type) = fetch_manifest_bytes(
