@@ -7,12 +7,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::source::{ProgressEvent, ProgressFn};
 
-/// A spinner that reports each blob as it is found in the cache or
-/// downloaded, with the running byte count.
+/// A spinner that follows a pull: each blob as it is found in the cache or
+/// downloaded (bytes and speed), then each layer as it streams into the
+/// image (bytes and speed), then the metadata write. Cleared when done.
 pub fn download_reporter() -> ProgressFn {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bytes} fetched, {binary_bytes_per_sec}]")
+        ProgressStyle::with_template("{spinner} {msg} [{bytes}, {binary_bytes_per_sec}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -25,10 +26,20 @@ pub fn download_reporter() -> ProgressFn {
             bar.inc(size);
             bar.set_message(format!("downloaded {}", digest.short()));
         }
+        ProgressEvent::Applying { index, count } => {
+            if index == 1 {
+                bar.reset(); // From here on the bytes are the image's.
+            }
+            bar.set_message(format!("writing layer {index}/{count}"));
+        }
+        ProgressEvent::Applied { bytes } => bar.inc(bytes),
+        ProgressEvent::Finishing => bar.set_message("writing metadata"),
+        ProgressEvent::Done => bar.finish_and_clear(),
     })
 }
 
-/// Plain log lines on stderr, one per blob, for when stderr is not a terminal.
+/// Plain log lines on stderr, one per blob and per layer, for when stderr
+/// is not a terminal.
 pub fn log_reporter() -> ProgressFn {
     Arc::new(|event| match event {
         ProgressEvent::Cached { digest, size } => {
@@ -37,5 +48,8 @@ pub fn log_reporter() -> ProgressFn {
         ProgressEvent::Downloaded { digest, size } => {
             eprintln!("downloaded {} ({size} bytes)", digest.short())
         }
+        ProgressEvent::Applying { index, count } => eprintln!("writing layer {index}/{count}"),
+        ProgressEvent::Finishing => eprintln!("writing metadata"),
+        ProgressEvent::Applied { .. } | ProgressEvent::Done => {}
     })
 }

@@ -17,7 +17,7 @@ use crate::flatten::{FlattenError, Flattener, Limits, TarError};
 use crate::inject::{inject_agents, InjectError, InjectOptions};
 use crate::layer::verify_diff_id;
 use crate::readahead::{ReadAhead, CHUNK};
-use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, SourceError};
+use crate::source::{self, ImageSource, ProgressEvent, ResolveOptions, ResolvedImage, SourceError};
 use crate::staged::StagedFile;
 
 /// What to build.
@@ -142,10 +142,16 @@ pub fn write_rootfs(
         let Some(reader) = opened.pop_front() else {
             break;
         };
+        request.resolve.report(ProgressEvent::Applying {
+            index: layer.index + 1,
+            count: image.layers.len(),
+        });
+        let reader = ProgressReader::new(reader, &request.resolve);
         flattener
             .apply_layer(&flatten_label(layer), reader)
             .map_err(stream_or_flatten_error)?;
     }
+    request.resolve.report(ProgressEvent::Finishing);
     let mut tree = flattener.finish();
     let warnings = match request.agents_vsock_port {
         Some(vsock_port) => inject_agents(&mut tree, &InjectOptions { vsock_port, time })?.warnings,
@@ -155,6 +161,7 @@ pub fn write_rootfs(
     staged
         .persist()
         .map_err(|e| output_error("publishing", e))?;
+    request.resolve.report(ProgressEvent::Done);
     Ok(RootfsReport {
         image,
         summary,
@@ -210,6 +217,40 @@ fn layers_ahead() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
         .clamp(1, 7)
+}
+
+/// Reports how much of a layer's tar has been read, in steps of a few MiB
+/// so the hook is not called for every small read.
+struct ProgressReader<'a, R> {
+    inner: R,
+    resolve: &'a ResolveOptions,
+    unreported: u64,
+}
+
+impl<'a, R> ProgressReader<'a, R> {
+    const STEP: u64 = 4 << 20;
+
+    fn new(inner: R, resolve: &'a ResolveOptions) -> Self {
+        Self {
+            inner,
+            resolve,
+            unreported: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.unreported += n as u64;
+        if self.unreported >= Self::STEP || (n == 0 && self.unreported > 0) {
+            self.resolve.report(ProgressEvent::Applied {
+                bytes: self.unreported,
+            });
+            self.unreported = 0;
+        }
+        Ok(n)
+    }
 }
 
 /// The time banger writes for what it creates: `SOURCE_DATE_EPOCH` when
@@ -301,6 +342,28 @@ pub fn check_output_path(path: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::reference::Digest;
+
+    #[test]
+    fn progress_reader_reports_every_byte_in_steps() {
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut resolve = ResolveOptions::new(PathBuf::from("/nonexistent"));
+        let sink = Arc::clone(&seen);
+        resolve.progress = Some(Arc::new(move |event| {
+            if let ProgressEvent::Applied { bytes } = event {
+                sink.lock().unwrap().push(bytes);
+            }
+        }));
+        let data = vec![7u8; (10 << 20) + 5];
+        let mut reader = ProgressReader::new(data.as_slice(), &resolve);
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        let steps = seen.lock().unwrap().clone();
+        assert_eq!(steps.iter().sum::<u64>(), data.len() as u64);
+        assert!(
+            steps.len() <= 4,
+            "reported in a few steps, not per read: {steps:?}"
+        );
+    }
 
     /// An image of `tars` (lowest first) with the given diff_ids.
     fn image_of_layers(tars: Vec<(Vec<u8>, Digest)>) -> ResolvedImage {

@@ -153,6 +153,22 @@ pub enum ProgressEvent {
         /// Its size.
         size: u64,
     },
+    /// A layer started streaming into the image (`index` counts from 1).
+    Applying {
+        /// Which layer.
+        index: usize,
+        /// Of how many.
+        count: usize,
+    },
+    /// More of the current layer's tar was applied.
+    Applied {
+        /// Uncompressed bytes since the last report.
+        bytes: u64,
+    },
+    /// Every layer is applied; the filesystem's metadata is being written.
+    Finishing,
+    /// The image is written and published.
+    Done,
 }
 
 /// How to resolve a source.
@@ -185,7 +201,8 @@ impl ResolveOptions {
         }
     }
 
-    fn report(&self, event: ProgressEvent) {
+    /// Passes `event` to the progress hook, if there is one.
+    pub fn report(&self, event: ProgressEvent) {
         if let Some(progress) = &self.progress {
             progress(event);
         }
