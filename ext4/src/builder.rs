@@ -288,28 +288,13 @@ impl ImageBuilder {
         let mut contents = vec![None; tree.node_count()];
         for &id in &inodes.order {
             if let NodeKind::File(FileContent::Source(source)) = &tree.node(id).kind {
-                let placed = self
-                    .data
-                    .store_source(&self.image, &mut self.alloc, source.as_ref())
-                    .map_err(|e| self.space_error(e))?;
+                let placed =
+                    self.data
+                        .store_source(&self.image, &mut self.alloc, source.as_ref())?;
                 contents[id.index()] = Some(placed);
             }
         }
         Ok(contents)
-    }
-
-    /// Turns running out of blocks under an explicit size into an error
-    /// that names the size given.
-    fn space_error(&self, error: DataError) -> BuildError {
-        match (error, self.options.size) {
-            (DataError::NoSpace(_), Some(requested)) => {
-                BuildError::Geometry(GeometryError::TooSmall {
-                    requested,
-                    needed: self.alloc.high_water() * BLOCK_SIZE,
-                })
-            }
-            (other, _) => BuildError::Data(other),
-        }
     }
 
     fn write_block(
@@ -324,10 +309,7 @@ impl ImageBuilder {
     }
 
     fn alloc_blocks(&mut self, count: u64, used: &mut UsedBlocks) -> Result<Vec<u64>, BuildError> {
-        let runs = self
-            .alloc
-            .alloc_many(count)
-            .map_err(|e| self.space_error(DataError::NoSpace(e)))?;
+        let runs = self.alloc.alloc_many(count)?;
         let mut blocks = Vec::with_capacity(count as usize);
         for run in runs {
             used.push(run);
@@ -343,10 +325,7 @@ impl ImageBuilder {
         fs_seed: u32,
         used: &mut UsedBlocks,
     ) -> Result<Inode, BuildError> {
-        let runs = self
-            .alloc
-            .alloc_many(geometry.journal_blocks)
-            .map_err(|e| self.space_error(DataError::NoSpace(e)))?;
+        let runs = self.alloc.alloc_many(geometry.journal_blocks)?;
         let mut extents = Vec::with_capacity(runs.len());
         let mut logical = 0;
         for run in &runs {
@@ -711,8 +690,7 @@ impl ContentStore for ImageBuilder {
     ) -> Result<FileContent, BuildError> {
         let placed = self
             .data
-            .store(&self.image, &mut self.alloc, reader, size, data_ranges)
-            .map_err(|e| self.space_error(e))?;
+            .store(&self.image, &mut self.alloc, reader, size, data_ranges)?;
         Ok(FileContent::Placed(placed))
     }
 }
