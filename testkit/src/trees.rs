@@ -953,6 +953,44 @@ mod tests {
         }
     }
 
+    /// The features `features` recognises that `sample_tree` must all show.
+    const EVERY_FEATURE: &[&str] = &[
+        "non-utf8 name",
+        "space in name",
+        "255-byte name",
+        "leading dash",
+        "dots name",
+        "deep path",
+        "empty file",
+        "sparse file",
+        "multi-block file",
+        "directory",
+        "fast symlink",
+        "slow symlink",
+        "old device",
+        "new device",
+        "fifo",
+        "socket",
+        "hard-linked file",
+        "hard-linked symlink",
+        "hard-linked device",
+        "setuid",
+        "setgid",
+        "sticky",
+        "uid > 65535",
+        "gid > 65535",
+        "pre-1970",
+        "post-2038",
+        "nanoseconds",
+        "user xattr",
+        "trusted xattr",
+        "capability",
+        "access acl",
+        "default acl",
+        "acl over 92 bytes",
+        "xattrs over 92 bytes",
+    ];
+
     #[test]
     fn random_trees_cover_every_feature() {
         let mut runner = TestRunner::deterministic();
@@ -962,43 +1000,12 @@ mod tests {
             assert!(tree_paths(&tree).len() <= 200);
             features(&tree, &mut seen);
         }
-        let all = [
-            "non-utf8 name",
-            "space in name",
-            "255-byte name",
-            "leading dash",
-            "dots name",
-            "deep path",
-            "empty file",
-            "sparse file",
-            "multi-block file",
-            "small file",
-            "directory",
-            "fast symlink",
-            "slow symlink",
-            "old device",
-            "new device",
-            "fifo",
-            "socket",
-            "hard-linked file",
-            "hard-linked symlink",
-            "hard-linked device",
-            "setuid",
-            "setgid",
-            "sticky",
-            "uid > 65535",
-            "gid > 65535",
-            "pre-1970",
-            "post-2038",
-            "nanoseconds",
-            "user xattr",
-            "trusted xattr",
-            "capability",
-            "access acl",
-            "default acl",
-            "acl over 92 bytes",
-            "xattrs over 92 bytes",
-        ];
+        // Random trees must show everything the sample does, and small files.
+        let all: Vec<&str> = EVERY_FEATURE
+            .iter()
+            .copied()
+            .chain(["small file"])
+            .collect();
         let missing: Vec<_> = all.iter().filter(|f| !seen.contains(*f)).collect();
         assert!(missing.is_empty(), "64 random trees never had: {missing:?}");
     }
@@ -1007,45 +1014,11 @@ mod tests {
     fn sample_tree_has_one_of_everything() {
         let mut seen = BTreeSet::new();
         features(&sample_tree(), &mut seen);
-        let missing: Vec<_> = [
-            "non-utf8 name",
-            "space in name",
-            "255-byte name",
-            "leading dash",
-            "dots name",
-            "deep path",
-            "empty file",
-            "sparse file",
-            "multi-block file",
-            "directory",
-            "fast symlink",
-            "slow symlink",
-            "old device",
-            "new device",
-            "fifo",
-            "socket",
-            "hard-linked file",
-            "hard-linked symlink",
-            "hard-linked device",
-            "setuid",
-            "setgid",
-            "sticky",
-            "uid > 65535",
-            "gid > 65535",
-            "pre-1970",
-            "post-2038",
-            "nanoseconds",
-            "user xattr",
-            "trusted xattr",
-            "capability",
-            "access acl",
-            "default acl",
-            "acl over 92 bytes",
-            "xattrs over 92 bytes",
-        ]
-        .into_iter()
-        .filter(|f| !seen.contains(f))
-        .collect();
+        let missing: Vec<_> = EVERY_FEATURE
+            .iter()
+            .copied()
+            .filter(|f| !seen.contains(f))
+            .collect();
         assert!(missing.is_empty(), "sample tree lacks {missing:?}");
     }
 }
