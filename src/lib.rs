@@ -9,6 +9,7 @@ pub mod flatten;
 pub mod inject;
 pub mod kernel;
 pub mod layer;
+pub mod modules;
 pub mod names;
 pub mod os_release;
 pub mod platform;
