@@ -143,3 +143,53 @@ impl<'a> Stream<'a> {
         let _ = self.field(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_as_depmod_derives_them() {
+        let text = "kernel/fs/ext4/ext4.ko\nkernel/drivers/foo-bar.ko\n\n# comment\n\
+                    1bad\nkernel/x/noext\nkernel/last.ko";
+        // A name without `.` keeps fgets' newline; the last line has none.
+        assert_eq!(builtin_names(text), ["ext4", "foo_bar", "noext\n", "last"]);
+        assert!(builtin_set(text).contains("foo_bar"));
+    }
+
+    #[test]
+    fn aliases_with_depmods_stream_quirks() {
+        let modinfo = b"ext4.alias=fs-ext4\0ext4.license=GPL\0virtio.alias=x-y\0\
+                        broken\0mod.noeq\0mod.alias=skipped\0m.alias=no-nul-at-end";
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // `mod.noeq` makes depmod skip the entry after it; the last alias
+        // lacks its NUL and is dropped.
+        assert_eq!(
+            builtin_aliases(modinfo),
+            pairs(&[("ext4", "fs-ext4"), ("virtio", "x-y")])
+        );
+        assert!(builtin_aliases(b"").is_empty());
+    }
+
+    #[test]
+    fn alias_normalization() {
+        assert_eq!(normalize_alias("a-b[0-9]-c").as_deref(), Some("a_b[0-9]_c"));
+        assert_eq!(normalize_alias("plain").as_deref(), Some("plain"));
+        assert_eq!(normalize_alias("a]"), None);
+        assert_eq!(normalize_alias("a[0-9"), None);
+        assert_eq!(normalize_alias("[[-]]"), None);
+    }
+
+    #[test]
+    fn missing_builtin_files_mean_empty_indexes_elsewhere() {
+        // An index of nothing is still a valid index (12 bytes): the empty
+        // *file* depmod writes without modules.builtin is the caller's
+        // choice, see depmod::generate.
+        assert_eq!(builtin_index("").unwrap().len(), 12);
+        assert_eq!(builtin_alias_index(b"").unwrap().len(), 12);
+    }
+}

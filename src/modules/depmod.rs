@@ -251,3 +251,127 @@ fn scan_unsigned(text: &str) -> Option<(u32, &str)> {
     };
     Some((value as u32, &text[digits..]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::graph::tests::module;
+
+    fn with_modinfo(mut m: ModuleInfo, entries: &[(&str, &str)]) -> ModuleInfo {
+        m.modinfo = entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m
+    }
+
+    fn text(files: &[(&'static str, Vec<u8>)], name: &str) -> String {
+        let (_, bytes) = files.iter().find(|(n, _)| *n == name).unwrap();
+        String::from_utf8(bytes.clone()).unwrap()
+    }
+
+    #[test]
+    fn text_files_in_depmods_formats() {
+        let modules = vec![
+            with_modinfo(
+                module("top", &[], &["y", "x"]),
+                &[
+                    ("alias", "pci:v*d*"),
+                    ("softdep", "pre: crc32c"),
+                    ("alias", "devname:top"),
+                    ("alias", "char-major-10-235"),
+                    ("alias", "char-major-1-1"),
+                ],
+            ),
+            module("mid", &["x"], &["z"]),
+            with_modinfo(
+                module("low", &["z", "y"], &[]),
+                &[("alias", "devname:lonely"), ("alias", "fs-low")],
+            ),
+        ];
+        let order = "kernel/top.ko\nkernel/mid.ko\nkernel/low.ko\n";
+        let files = generate(&DepmodInput {
+            modules: &modules,
+            modules_order: Some(order),
+            ..DepmodInput::default()
+        })
+        .unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, OUTPUT_FILES);
+        assert_eq!(
+            text(&files, "modules.dep"),
+            "kernel/top.ko: kernel/mid.ko kernel/low.ko\n\
+             kernel/mid.ko: kernel/low.ko\n\
+             kernel/low.ko:\n"
+        );
+        assert_eq!(
+            text(&files, "modules.alias"),
+            "# Aliases extracted from modules themselves.\n\
+             alias pci:v*d* top\n\
+             alias devname:top top\n\
+             alias char-major-10-235 top\n\
+             alias char-major-1-1 top\n\
+             alias devname:lonely low\n\
+             alias fs-low low\n"
+        );
+        assert_eq!(
+            text(&files, "modules.softdep"),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep top pre: crc32c\n"
+        );
+        // kmod's hash of each symbol modulo 2048 orders the lines: z 20,
+        // x 927, y 1588 (printed by kmod's hash_superfast, compiled).
+        assert_eq!(
+            text(&files, "modules.symbols"),
+            "# Aliases for symbols, used by symbol_request().\n\
+             alias symbol:z low\n\
+             alias symbol:x mid\n\
+             alias symbol:y low\n"
+        );
+        // The search stops once both parts are found; a devname without
+        // numbers is left out.
+        assert_eq!(
+            text(&files, "modules.devname"),
+            "# Device nodes to trigger on-demand module loading.\n\
+             top top c10:235\n"
+        );
+        assert!(text(&files, "modules.builtin.bin").is_empty());
+        assert!(text(&files, "modules.builtin.alias.bin").is_empty());
+    }
+
+    #[test]
+    fn no_devnames_no_header() {
+        let modules = vec![module("a", &[], &[])];
+        let files = generate(&DepmodInput {
+            modules: &modules,
+            ..DepmodInput::default()
+        })
+        .unwrap();
+        assert!(text(&files, "modules.devname").is_empty());
+        assert_eq!(text(&files, "modules.dep"), "kernel/a.ko:\n");
+    }
+
+    /// Expected values printed by glibc's sscanf with depmod's formats.
+    #[test]
+    fn scanf_numbers() {
+        assert_eq!(
+            major_minor("char-major-10-235", "char-major-"),
+            Some((10, 235))
+        );
+        assert_eq!(
+            major_minor("block-major-8-0x", "block-major-"),
+            Some((8, 0))
+        );
+        assert_eq!(major_minor("char-major- 4-+5", "char-major-"), Some((4, 5)));
+        assert_eq!(major_minor("char-major-10-*", "char-major-"), None);
+        assert_eq!(major_minor("char-major-10", "char-major-"), None);
+        assert_eq!(
+            major_minor("char-major--1-2", "char-major-"),
+            Some((u32::MAX, 2))
+        );
+        assert_eq!(
+            major_minor("char-major-99999999999-1", "char-major-"),
+            Some((1_215_752_191, 1))
+        );
+    }
+}

@@ -179,3 +179,122 @@ impl<'m> Graph<'m> {
         all
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::modules::info::{ExportedSymbol, NeededSymbol};
+
+    /// A module at `kernel/NAME.ko` exporting and needing symbols.
+    pub(crate) fn module(name: &str, exports: &[&str], needs: &[&str]) -> ModuleInfo {
+        ModuleInfo {
+            path: format!("kernel/{name}.ko"),
+            name: name.replace('-', "_"),
+            modinfo: Vec::new(),
+            exports: exports
+                .iter()
+                .map(|s| ExportedSymbol {
+                    name: s.to_string(),
+                    crc: 0,
+                })
+                .collect(),
+            needs: needs
+                .iter()
+                .map(|s| NeededSymbol {
+                    name: s.to_string(),
+                    crc: 0,
+                    weak: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn names(modules: &[ModuleInfo], order: &[usize]) -> Vec<String> {
+        order.iter().map(|&i| modules[i].name.clone()).collect()
+    }
+
+    #[test]
+    fn order_follows_modules_order_then_the_hash_table() {
+        let modules: Vec<ModuleInfo> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| module(n, &[], &[]))
+            .collect();
+        let kept = unique_by_name(&modules);
+        // kmod's hash of each name, modulo 512 buckets (printed by kmod's
+        // hash_superfast compiled with gcc): c 191, b 225, d 353, a 386,
+        // e 424.
+        assert_eq!(
+            names(&modules, &depmod_order(&modules, &kept, None)),
+            ["c", "b", "d", "a", "e"]
+        );
+        let order = "kernel/e.ko\nkernel/missing.ko\nkernel/a.ko\nkernel/e.ko\n";
+        // Listed modules first (e at its last line), then the others.
+        assert_eq!(
+            names(&modules, &depmod_order(&modules, &kept, Some(order))),
+            ["a", "e", "c", "b", "d"]
+        );
+        // A last line without newline: depmod gives up sorting.
+        let corrupt = "kernel/e.ko\nkernel/a.ko";
+        assert_eq!(
+            names(&modules, &depmod_order(&modules, &kept, Some(corrupt))),
+            ["c", "b", "d", "a", "e"]
+        );
+    }
+
+    #[test]
+    fn one_module_per_name() {
+        let mut modules = vec![module("x", &["first"], &[]), module("x", &["second"], &[])];
+        assert_eq!(unique_by_name(&modules), [0]);
+        modules[1].path = "updates/x.ko".into();
+        assert_eq!(unique_by_name(&modules), [1]);
+    }
+
+    #[test]
+    fn dependencies_and_ranks() {
+        // top needs low's symbol first, then mid's; mid needs low.
+        let modules = vec![
+            module("top", &[], &["y", "x", "unknown", ".x"]),
+            module("mid", &["x"], &["z"]),
+            module("low", &["z", "y"], &[]),
+            module("solo", &[], &[]),
+        ];
+        let graph = Graph::new(&modules, vec![0, 1, 2, 3]);
+        assert_eq!(graph.deps, [vec![2, 1], vec![2], vec![], vec![]]);
+        // Roots [top, solo] are popped from the end: solo, top; then mid
+        // once top is ranked, then low once mid is.
+        let ranks = graph.ranks().unwrap();
+        assert_eq!(ranks, [1, 2, 3, 0]);
+        assert_eq!(graph.all_dependencies(0, &ranks), [1, 2]);
+        assert_eq!(graph.all_dependencies(1, &ranks), [2]);
+        assert!(graph.all_dependencies(3, &ranks).is_empty());
+    }
+
+    #[test]
+    fn the_last_exporter_owns_a_symbol() {
+        let modules = vec![
+            module("one", &["s"], &[]),
+            module("two", &["s"], &[]),
+            module("user", &[], &["s"]),
+        ];
+        let graph = Graph::new(&modules, vec![0, 1, 2]);
+        assert_eq!(graph.owners["s"], 1);
+        assert_eq!(graph.deps[2], [1]);
+        let graph = Graph::new(&modules, vec![1, 0, 2]);
+        assert_eq!(graph.module(graph.owners["s"]).name, "one");
+    }
+
+    #[test]
+    fn cycles_are_errors() {
+        let modules = vec![
+            module("a", &["a_sym"], &["b_sym"]),
+            module("b", &["b_sym"], &["a_sym", "c_sym"]),
+            module("c", &["c_sym"], &[]),
+            module("free", &[], &["c_sym"]),
+        ];
+        let graph = Graph::new(&modules, vec![0, 1, 2, 3]);
+        match graph.ranks() {
+            Err(ModuleError::Cycle { modules }) => assert_eq!(modules, ["a", "b", "c"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -206,3 +206,141 @@ fn add_value(values: &mut Vec<(u32, Vec<u8>)>, value: &str, priority: u32) {
     let at = values.partition_point(|&(p, _)| p < priority);
     values.insert(at, (priority, value.as_bytes().to_vec()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: [u8; 8] = [0xB0, 0x07, 0xF4, 0x57, 0x00, 0x02, 0x00, 0x01];
+
+    fn index(entries: &[(&str, &str, u32)]) -> Vec<u8> {
+        let mut index = IndexBuilder::new("test.bin");
+        for (key, value, priority) in entries {
+            index.insert(key, value, *priority).unwrap();
+        }
+        index.write().unwrap()
+    }
+
+    /// Concatenates byte strings (the expected files below are written out
+    /// field by field from the format description).
+    fn bytes(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn empty_index_is_a_bare_root() {
+        // The root node at offset 12 has no fields at all.
+        assert_eq!(index(&[]), bytes(&[&HEADER, &[0, 0, 0, 12]]));
+    }
+
+    #[test]
+    fn one_key() {
+        let expected = bytes(&[
+            &HEADER,
+            &[0x20, 0, 0, 24], // root at 24, with children
+            // 12: the node for "a", prefix "b", one value.
+            b"b\0",
+            &[0, 0, 0, 1],
+            &[0, 0, 0, 3],
+            b"x\0",
+            // 24: the root: children 'a'..'a'.
+            b"aa",
+            &[0xC0, 0, 0, 12], // prefix + values flags, offset 12
+        ]);
+        assert_eq!(index(&[("ab", "x", 3)]), expected);
+    }
+
+    #[test]
+    fn split_nodes_child_gaps_and_value_order() {
+        let got = index(&[
+            ("abc", "1", 0),
+            ("abd", "2", 0),
+            ("c", "m1", 5),
+            ("c", "m2", 1),
+            ("c", "m3", 5),
+        ]);
+        let expected = bytes(&[
+            &HEADER,
+            &[0x20, 0, 0, 69],
+            // 12: "abc" (below "ab", at 'c'): values only.
+            &[0, 0, 0, 1, 0, 0, 0, 0],
+            b"1\0",
+            // 22: "abd".
+            &[0, 0, 0, 1, 0, 0, 0, 0],
+            b"2\0",
+            // 32: "a" + prefix "b", children 'c'..'d'.
+            b"b\0",
+            b"cd",
+            &[0x40, 0, 0, 12, 0x40, 0, 0, 22],
+            // 44: "c": lowest priority first, and among equal priorities
+            // the latest insertion first.
+            &[0, 0, 0, 3],
+            &[0, 0, 0, 1],
+            b"m2\0",
+            &[0, 0, 0, 5],
+            b"m3\0",
+            &[0, 0, 0, 5],
+            b"m1\0",
+            // 69: the root, children 'a'..'c' with no 'b'.
+            b"ac",
+            &[0xA0, 0, 0, 32, 0, 0, 0, 0, 0x40, 0, 0, 44],
+        ]);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_key_that_is_a_prefix_of_another() {
+        let expected = bytes(&[
+            &HEADER,
+            &[0x20, 0, 0, 38],
+            // 12: "ab", split off below "a" at 'b'.
+            &[0, 0, 0, 1, 0, 0, 0, 0],
+            b"x\0",
+            // 22: "a": a child and a value.
+            b"bb",
+            &[0x40, 0, 0, 12],
+            &[0, 0, 0, 1, 0, 0, 0, 0],
+            b"y\0",
+            // 38: the root.
+            b"aa",
+            &[0x60, 0, 0, 22],
+        ]);
+        assert_eq!(index(&[("ab", "x", 0), ("a", "y", 0)]), expected);
+    }
+
+    #[test]
+    fn rejects_what_the_format_cannot_hold() {
+        let mut index = IndexBuilder::new("t.bin");
+        for (key, value) in [("é", "v"), ("k", "\u{80}"), ("a\0b", "v")] {
+            let err = index.insert(key, value, 0).unwrap_err();
+            assert!(
+                matches!(err, ModuleError::NotAscii { file: "t.bin", .. }),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_tries_need_no_recursion() {
+        // Each key extends the previous one: a trie 4 000 nodes deep, built
+        // and written on a 64 KiB stack, which recursion would overflow.
+        let keys = 4_000;
+        let thread = std::thread::Builder::new().stack_size(64 << 10);
+        let written = thread
+            .spawn(move || {
+                let mut index = IndexBuilder::new("t.bin");
+                let mut key = String::new();
+                for _ in 0..keys {
+                    key.push('a');
+                    index.insert(&key, "v", 0).unwrap();
+                }
+                index.write().unwrap().len()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // Header, 16 bytes per inner node (a one-child table and one
+        // value), 10 for the leaf, 6 for the root.
+        assert_eq!(written, 12 + (keys - 1) * 16 + 10 + 6);
+    }
+}

@@ -314,3 +314,170 @@ fn needed_symbols(elf: &Elf<'_>) -> Result<Vec<NeededSymbol>, ElfError> {
     }));
     Ok(needs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::modules::test_elf::Module;
+
+    fn sample() -> Vec<u8> {
+        Module {
+            modinfo: &[
+                "alias=pci:v00001AF4d*sv*sd*bc*sc*i*",
+                "depends=virtio,virtio_ring",
+                "vermagic=6.1.0-13-cloud-amd64 SMP preempt mod_unload modversions ",
+                "license",
+            ],
+            crc_exports: &[("net_thing", 0xdead_beef), ("other", 7)],
+            ksymtab: &["ignored_when_crcs_exist"],
+            undefined: &[("virtqueue_add", false), ("maybe", true), ("no_crc", false)],
+            versions: &[
+                ("module_layout", 0x11),
+                ("maybe", 0x22),
+                ("virtqueue_add", 0x33),
+            ],
+        }
+        .build()
+    }
+
+    #[test]
+    fn reads_what_kmod_reads() {
+        let info = ModuleInfo::parse("kernel/drivers/net/net-thing.ko", &sample()).unwrap();
+        assert_eq!(info.name, "net_thing");
+        assert_eq!(info.value("depends"), Some("virtio,virtio_ring"));
+        assert_eq!(info.value("license"), Some(""));
+        assert_eq!(
+            info.aliases().collect::<Vec<_>>(),
+            ["pci:v00001AF4d*sv*sd*bc*sc*i*"]
+        );
+        assert_eq!(info.release(), Some("6.1.0-13-cloud-amd64"));
+        let exports: Vec<(&str, u64)> = info.exports.iter().map(|e| (&*e.name, e.crc)).collect();
+        assert_eq!(exports, [("net_thing", 0xdead_beef), ("other", 7)]);
+        let needs: Vec<(&str, u64, bool)> = info
+            .needs
+            .iter()
+            .map(|n| (&*n.name, n.crc, n.weak))
+            .collect();
+        // Symbol-table order with CRCs from __versions, then the unused
+        // __versions entry (module_layout), as kmod lists them.
+        assert_eq!(
+            needs,
+            [
+                ("virtqueue_add", 0x33, false),
+                ("maybe", 0x22, true),
+                ("no_crc", 0, false),
+                ("module_layout", 0x11, false),
+            ]
+        );
+        assert_eq!(info.uncompressed_path(), "kernel/drivers/net/net-thing.ko");
+    }
+
+    #[test]
+    fn exports_fall_back_to_ksymtab_strings() {
+        let bytes = Module {
+            ksymtab: &["a", "b"],
+            ..Module::default()
+        }
+        .build();
+        let info = ModuleInfo::parse("a.ko", &bytes).unwrap();
+        let names: Vec<&str> = info.exports.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(info.exports.iter().all(|e| e.crc == 0));
+        assert!(info.modinfo.is_empty() && info.needs.is_empty());
+    }
+
+    #[test]
+    fn compressed_modules_read_like_plain_ones() {
+        let plain = ModuleInfo::parse("kernel/x/net-thing.ko", &sample()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&sample()).unwrap();
+        let gz = gz.finish().unwrap();
+        let info = ModuleInfo::parse("kernel/x/net-thing.ko.gz", &gz).unwrap();
+        assert_eq!(info.modinfo, plain.modinfo);
+        assert_eq!(
+            (info.exports.clone(), info.needs.clone()),
+            (plain.exports.clone(), plain.needs.clone())
+        );
+        assert_eq!(info.uncompressed_path(), "kernel/x/net-thing.ko");
+        let zst = zstd::encode_all(&sample()[..], 3).unwrap();
+        let info = ModuleInfo::parse("kernel/x/net-thing.ko.zst", &zst).unwrap();
+        assert_eq!(info.needs, plain.needs);
+        assert_eq!(info.uncompressed_path(), "kernel/x/net-thing.ko");
+
+        let xz = b"\xfd7zXZ\0rest".to_vec();
+        let err = ModuleInfo::parse("a.ko.xz", &xz).unwrap_err();
+        assert!(matches!(
+            err,
+            ModuleError::UnsupportedCompression {
+                compression: "xz",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("xz"), "{err}");
+        let err = ModuleInfo::parse("a.ko.gz", &gz[..gz.len() / 2]).unwrap_err();
+        assert!(matches!(err, ModuleError::Decompress { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn names_follow_kmod() {
+        assert_eq!(module_name("kernel/a/foo-bar.ko.zst").unwrap(), "foo_bar");
+        assert_eq!(module_name("foo.bar.ko").unwrap(), "foo");
+        assert_eq!(module_name("updates/x_y.ko.gz").unwrap(), "x_y");
+        for bad in [".ko", "kernel/.ko", "foo.o", "foo.ko.bz2", "dir.ko/"] {
+            assert!(
+                matches!(module_name(bad), Err(ModuleError::NotAModulePath { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn kmod_splits_strings_its_way() {
+        fn split(b: &[u8]) -> Vec<&[u8]> {
+            kmod_strings(b).collect()
+        }
+        assert_eq!(split(b"\0\0a=1\0\0b\0"), [&b"a=1"[..], b"b"]);
+        assert_eq!(split(b"a\0bc"), [&b"a"[..], b"bc"]);
+        // A single byte left after the padding counts as nothing.
+        assert!(split(b"\0\0x").is_empty());
+        assert!(split(b"").is_empty());
+        assert!(split(b"\0").is_empty());
+    }
+
+    #[test]
+    fn malformed_modules_give_errors() {
+        let err = ModuleInfo::parse("a.ko", b"not elf at all").unwrap_err();
+        assert!(matches!(
+            err,
+            ModuleError::Elf {
+                source: ElfError::NotElf,
+                ..
+            }
+        ));
+        // The message names the module, the source says what is wrong.
+        assert_eq!(err.to_string(), "a.ko: malformed module");
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            let _ = ModuleInfo::parse("a.ko", &bytes[..len]);
+        }
+    }
+
+    proptest! {
+        /// Random corruption of a module never panics.
+        #[test]
+        fn corrupted_modules_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)
+        ) {
+            let mut bytes = sample();
+            for (at, value) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+            }
+            let _ = ModuleInfo::parse("a.ko", &bytes);
+        }
+    }
+}

@@ -29,6 +29,8 @@ pub mod index;
 pub mod info;
 mod kmod_hash;
 pub mod select;
+#[cfg(test)]
+mod test_elf;
 
 pub use depmod::{generate, DepmodInput};
 pub use error::ModuleError;

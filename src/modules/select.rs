@@ -111,3 +111,80 @@ fn visit(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::graph::tests::module;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn picked(modules: &[ModuleInfo], wanted: &[&str], builtin: &[&str]) -> Vec<String> {
+        closure(modules, wanted, &set(builtin))
+            .unwrap()
+            .into_iter()
+            .map(|i| modules[i].name.clone())
+            .collect()
+    }
+
+    /// net needs failover and ring; failover needs ring; blk needs ring.
+    fn tree() -> Vec<ModuleInfo> {
+        vec![
+            module("virtio-net", &[], &["failover_register", "vring_new"]),
+            module("unrelated", &["other"], &[]),
+            module("failover", &["failover_register"], &["vring_new"]),
+            module("virtio_ring", &["vring_new"], &["printk"]),
+            module("virtio_blk", &[], &["vring_new"]),
+        ]
+    }
+
+    #[test]
+    fn dependencies_come_first() {
+        let modules = tree();
+        assert_eq!(
+            picked(&modules, &["virtio-net"], &[]),
+            ["virtio_ring", "failover", "virtio_net"]
+        );
+        // Shared dependencies appear once, at their first use.
+        assert_eq!(
+            picked(&modules, &["virtio_blk", "virtio_net"], &[]),
+            ["virtio_ring", "virtio_blk", "failover", "virtio_net"]
+        );
+        assert!(picked(&modules, &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn built_ins_are_skipped() {
+        let modules = tree();
+        assert_eq!(
+            picked(&modules, &["virtio_net", "ext4"], &["virtio_ring", "ext4"]),
+            ["failover", "virtio_net"]
+        );
+    }
+
+    #[test]
+    fn unknown_modules_and_cycles_are_errors() {
+        let modules = tree();
+        match closure(&modules, &["virtio_net", "nope"], &set(&[])) {
+            Err(ModuleError::MissingModule { name }) => assert_eq!(name, "nope"),
+            other => panic!("{other:?}"),
+        }
+        let cyclic = vec![
+            module("a", &["a_sym"], &["b_sym"]),
+            module("b", &["b_sym"], &["a_sym"]),
+        ];
+        match closure(&cyclic, &["a"], &set(&[])) {
+            Err(ModuleError::Cycle { modules }) => assert_eq!(modules, ["a", "b"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn guest_modules_are_distinct_normalized_names() {
+        let names: BTreeSet<&str> = GUEST_MODULES.iter().copied().collect();
+        assert_eq!(names.len(), GUEST_MODULES.len());
+        assert!(GUEST_MODULES.iter().all(|n| normalize_name(n) == *n));
+    }
+}

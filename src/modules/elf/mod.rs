@@ -8,8 +8,11 @@
 //! (the first match wins) and the symbol table is `.symtab` with names in
 //! `.strtab`, whatever `sh_link` says.
 
-use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+mod ondisk;
+
+use zerocopy::FromBytes;
+
+pub use ondisk::{FileHeader, SectionHeader, SymbolEntry};
 
 /// Section index of an undefined symbol (`SHN_UNDEF`).
 pub const SHN_UNDEF: u16 = 0;
@@ -83,84 +86,6 @@ pub enum ElfError {
         /// The string table's size.
         size: usize,
     },
-}
-
-/// `Elf64_Ehdr`, the file header.
-#[derive(Clone, Copy, Debug, FromBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct FileHeader {
-    /// Magic, class, data encoding, version, ABI.
-    pub e_ident: [u8; 16],
-    /// Object file type (`ET_REL` for modules).
-    pub e_type: U16,
-    /// Architecture.
-    pub e_machine: U16,
-    /// Object file version.
-    pub e_version: U32,
-    /// Entry point (0 in modules).
-    pub e_entry: U64,
-    /// Program header table offset.
-    pub e_phoff: U64,
-    /// Section header table offset.
-    pub e_shoff: U64,
-    /// Processor flags.
-    pub e_flags: U32,
-    /// This header's size.
-    pub e_ehsize: U16,
-    /// Program header entry size.
-    pub e_phentsize: U16,
-    /// Program header count.
-    pub e_phnum: U16,
-    /// Section header entry size.
-    pub e_shentsize: U16,
-    /// Section header count.
-    pub e_shnum: U16,
-    /// Index of the section holding section names.
-    pub e_shstrndx: U16,
-}
-
-/// `Elf64_Shdr`, one section header.
-#[derive(Clone, Copy, Debug, FromBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct SectionHeader {
-    /// Offset of the name in the section name table.
-    pub sh_name: U32,
-    /// Section type.
-    pub sh_type: U32,
-    /// Flags.
-    pub sh_flags: U64,
-    /// Address when loaded.
-    pub sh_addr: U64,
-    /// File offset of the contents.
-    pub sh_offset: U64,
-    /// Size of the contents.
-    pub sh_size: U64,
-    /// Linked section.
-    pub sh_link: U32,
-    /// Extra information.
-    pub sh_info: U32,
-    /// Alignment.
-    pub sh_addralign: U64,
-    /// Entry size of tables.
-    pub sh_entsize: U64,
-}
-
-/// `Elf64_Sym`, one symbol table entry.
-#[derive(Clone, Copy, Debug, FromBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct SymbolEntry {
-    /// Offset of the name in `.strtab`.
-    pub st_name: U32,
-    /// Binding (high nibble) and type (low nibble).
-    pub st_info: u8,
-    /// Visibility.
-    pub st_other: u8,
-    /// Index of the section the symbol is defined in, or a special index.
-    pub st_shndx: U16,
-    /// Value (an offset within its section in a relocatable file).
-    pub st_value: U64,
-    /// Size.
-    pub st_size: U64,
 }
 
 /// A parsed ELF64 little-endian file, borrowing its bytes.
@@ -420,4 +345,169 @@ pub fn until_nul(bytes: &[u8]) -> &[u8] {
         .iter()
         .position(|&b| b == 0)
         .map_or(bytes, |end| &bytes[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::test_elf::{elf, symbol, Module, PROGBITS, STRTAB, SYMTAB};
+    use crate::modules::test_elf::{E_SHENTSIZE, E_SHNUM, E_SHOFF, E_SHSTRNDX};
+
+    fn sample() -> Vec<u8> {
+        let mut strtab = b"\0foo\0bar\0".to_vec();
+        strtab.push(b'x'); // a last name without NUL
+        let mut symtab = vec![0u8; 24];
+        symtab.extend_from_slice(&symbol(1, 1, 0, 7));
+        symtab.extend_from_slice(&symbol(5, 2, 1, 9));
+        symtab.extend_from_slice(&symbol(9, 0, SHN_ABS, 3));
+        elf(&[
+            ("data", PROGBITS, b"hello".to_vec()),
+            (".symtab", SYMTAB, symtab),
+            (".strtab", STRTAB, strtab),
+        ])
+    }
+
+    #[test]
+    fn reads_sections_and_symbols() {
+        let bytes = sample();
+        let elf = Elf::parse(&bytes).unwrap();
+        assert_eq!(elf.machine(), 62);
+        let names: Vec<&[u8]> = elf.sections().map(|s| s.name).collect();
+        assert_eq!(names, [&b"data"[..], b".symtab", b".strtab", b".shstrtab"]);
+        assert_eq!(elf.section_data("data").unwrap(), Some(&b"hello"[..]));
+        assert_eq!(elf.section_data("missing").unwrap(), None);
+        let symbols = elf.symbols().unwrap().unwrap();
+        assert_eq!(symbols.len(), 4);
+        let all: Vec<_> = symbols.iter().map(Result::unwrap).collect();
+        assert_eq!(all[0].name, b"foo");
+        assert_eq!((all[0].bind, all[0].shndx, all[0].value), (1, 0, 7));
+        assert_eq!((all[1].name, all[1].bind), (&b"bar"[..], STB_WEAK));
+        assert_eq!((all[2].name, all[2].shndx), (&b"x"[..], SHN_ABS));
+    }
+
+    /// Every prefix of a valid file, and of a synthetic module, is an error
+    /// or a smaller valid file, never a panic.
+    #[test]
+    fn truncated_files_give_errors() {
+        let module = Module {
+            modinfo: &["alias=foo"],
+            crc_exports: &[("f", 1)],
+            undefined: &[("g", false)],
+            versions: &[("g", 2)],
+            ..Module::default()
+        }
+        .build();
+        for bytes in [sample(), module] {
+            for len in 0..bytes.len() {
+                let cut = &bytes[..len];
+                if let Ok(elf) = Elf::parse(cut) {
+                    let _ = elf.symbols().map(|s| s.map(|s| s.iter().count()));
+                    for s in elf.sections() {
+                        let _ = elf.data(&s);
+                    }
+                }
+            }
+        }
+        assert_eq!(Elf::parse(&[]).unwrap_err(), ElfError::NotElf);
+        assert_eq!(Elf::parse(&sample()[..63]).unwrap_err(), ElfError::NotElf);
+        let bytes = sample();
+        // The section header table is last: cutting it off is out of bounds.
+        let err = Elf::parse(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(matches!(err, ElfError::OutOfBounds { .. }), "{err:?}");
+    }
+
+    fn patched(at: usize, value: &[u8]) -> Vec<u8> {
+        let mut bytes = sample();
+        bytes[at..at + value.len()].copy_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn bad_headers_give_typed_errors() {
+        assert_eq!(
+            Elf::parse(&patched(0, b"\x7fELG")).unwrap_err(),
+            ElfError::NotElf
+        );
+        assert_eq!(
+            Elf::parse(&patched(4, &[1])).unwrap_err(),
+            ElfError::Unsupported { class: 1, data: 1 }
+        );
+        assert_eq!(
+            Elf::parse(&patched(5, &[2])).unwrap_err(),
+            ElfError::Unsupported { class: 2, data: 2 }
+        );
+        assert_eq!(
+            Elf::parse(&patched(E_SHENTSIZE, &40u16.to_le_bytes())).unwrap_err(),
+            ElfError::SectionEntrySize(40)
+        );
+        let err = Elf::parse(&patched(E_SHOFF, &u64::MAX.to_le_bytes())).unwrap_err();
+        assert!(matches!(err, ElfError::OutOfBounds { .. }), "{err:?}");
+        let err = Elf::parse(&patched(E_SHNUM, &u16::MAX.to_le_bytes())).unwrap_err();
+        assert!(matches!(err, ElfError::OutOfBounds { .. }), "{err:?}");
+        assert_eq!(
+            Elf::parse(&patched(E_SHSTRNDX, &9u16.to_le_bytes())).unwrap_err(),
+            ElfError::BadNameTableIndex { index: 9, count: 5 }
+        );
+    }
+
+    /// Offset of section `index`'s header in `sample()`.
+    fn section_header(bytes: &[u8], index: usize) -> usize {
+        let shoff = u64::from_le_bytes(bytes[E_SHOFF..E_SHOFF + 8].try_into().unwrap());
+        shoff as usize + 64 * index
+    }
+
+    #[test]
+    fn bad_sections_give_typed_errors() {
+        let bytes = sample();
+        // Section 4 is .shstrtab: make it end without NUL by shrinking it.
+        let mut b = bytes.clone();
+        let size_at = section_header(&b, 4) + 32;
+        let size = u64::from_le_bytes(b[size_at..size_at + 8].try_into().unwrap());
+        b[size_at..size_at + 8].copy_from_slice(&(size - 1).to_le_bytes());
+        assert_eq!(Elf::parse(&b).unwrap_err(), ElfError::BadNameTable);
+        b[size_at..size_at + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(Elf::parse(&b).unwrap_err(), ElfError::BadNameTable);
+
+        // Section 1's data past the end of the file.
+        let mut b = bytes.clone();
+        let offset_at = section_header(&b, 1) + 24;
+        b[offset_at..offset_at + 8].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
+        let elf = Elf::parse(&b).unwrap();
+        let err = elf.section_data("data").unwrap_err();
+        assert!(matches!(err, ElfError::OutOfBounds { .. }), "{err:?}");
+
+        // A symbol table that is not a whole number of entries.
+        let mut b = bytes.clone();
+        let size_at = section_header(&b, 2) + 32;
+        b[size_at..size_at + 8].copy_from_slice(&(24u64 * 4 - 1).to_le_bytes());
+        let err = Elf::parse(&b).unwrap().symbols().unwrap_err();
+        assert!(matches!(err, ElfError::RaggedTable { .. }), "{err:?}");
+
+        // A symbol name offset past .strtab.
+        let mut b = bytes.clone();
+        let symtab = u64::from_le_bytes(
+            b[section_header(&b, 2) + 24..section_header(&b, 2) + 32]
+                .try_into()
+                .unwrap(),
+        ) as usize;
+        b[symtab + 24..symtab + 28].copy_from_slice(&1000u32.to_le_bytes());
+        let elf = Elf::parse(&b).unwrap();
+        let symbols = elf.symbols().unwrap().unwrap();
+        assert_eq!(
+            symbols.get(1).unwrap().unwrap_err(),
+            ElfError::BadNameOffset {
+                offset: 1000,
+                table: ".strtab",
+                size: 10
+            }
+        );
+        assert!(symbols.get(4).is_none());
+
+        // A section name offset past .shstrtab reads as no name.
+        let mut b = bytes;
+        let name_at = section_header(&b, 1);
+        b[name_at..name_at + 4].copy_from_slice(&5000u32.to_le_bytes());
+        let elf = Elf::parse(&b).unwrap();
+        assert_eq!(elf.section_data("data").unwrap(), None);
+    }
 }
