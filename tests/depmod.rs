@@ -103,10 +103,45 @@ fn parse_all(files: &[(String, Vec<u8>)]) -> Vec<ModuleInfo> {
     })
 }
 
-/// `BASE/lib/modules/RELEASE/` holding `modules` (hard links to the
-/// package's files, or copies) and the package's metadata files.
-fn make_base(base: &Path, release: &str, source: &Path, modules: &[&ModuleInfo]) -> PathBuf {
+/// The package files depmod reads besides the modules; `None` leaves a
+/// file out.
+#[derive(Clone, Default)]
+struct Inputs {
+    order: Option<String>,
+    builtin: Option<String>,
+    builtin_modinfo: Option<Vec<u8>>,
+}
+
+impl Inputs {
+    /// The files of the kernel package in `dir`.
+    fn read(dir: &Path) -> Self {
+        Self {
+            order: Some(fs::read_to_string(dir.join(INPUT_FILES[0])).expect("modules.order")),
+            builtin: Some(fs::read_to_string(dir.join(INPUT_FILES[1])).expect("modules.builtin")),
+            builtin_modinfo: Some(fs::read(dir.join(INPUT_FILES[2])).expect("builtin.modinfo")),
+        }
+    }
+
+    fn files(&self) -> [(&str, Option<&[u8]>); 3] {
+        [
+            (INPUT_FILES[0], self.order.as_deref().map(str::as_bytes)),
+            (INPUT_FILES[1], self.builtin.as_deref().map(str::as_bytes)),
+            (INPUT_FILES[2], self.builtin_modinfo.as_deref()),
+        ]
+    }
+}
+
+/// `BASE/lib/modules/RELEASE/` holding `modules` (hard links to the files
+/// in `source`, or copies) and `inputs`.
+fn make_base(
+    base: &Path,
+    release: &str,
+    source: &Path,
+    modules: &[&ModuleInfo],
+    inputs: &Inputs,
+) -> PathBuf {
     let dir = base.join("lib/modules").join(release);
+    fs::create_dir_all(&dir).expect("mkdir");
     for module in modules {
         let to = dir.join(&module.path);
         fs::create_dir_all(to.parent().expect("module has a directory")).expect("mkdir");
@@ -115,8 +150,10 @@ fn make_base(base: &Path, release: &str, source: &Path, modules: &[&ModuleInfo])
             fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
         }
     }
-    for name in INPUT_FILES {
-        fs::copy(source.join(name), dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (name, contents) in inputs.files() {
+        if let Some(contents) = contents {
+            fs::write(dir.join(name), contents).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
     dir
 }
@@ -176,12 +213,18 @@ const DEVICE_ALIASES: [&str; 6] = [
 
 /// Compares depmod's files with ours byte for byte, then the lookups of the
 /// two trees through modprobe. Returns how many lookups were compared.
-fn compare(label: &str, release: &str, source: &Path, modules: &[&ModuleInfo]) -> usize {
+fn compare(
+    label: &str,
+    release: &str,
+    source: &Path,
+    modules: &[&ModuleInfo],
+    inputs: &Inputs,
+) -> usize {
     let work = tempfile::tempdir().expect("tempdir");
     let depmod_base = work.path().join("depmod");
     let ours_base = work.path().join("ours");
-    let depmod_dir = make_base(&depmod_base, release, source, modules);
-    let ours_dir = make_base(&ours_base, release, source, modules);
+    let depmod_dir = make_base(&depmod_base, release, source, modules, inputs);
+    let ours_dir = make_base(&ours_base, release, source, modules, inputs);
 
     let started = Instant::now();
     let args = [
@@ -195,14 +238,11 @@ fn compare(label: &str, release: &str, source: &Path, modules: &[&ModuleInfo]) -
 
     let started = Instant::now();
     let infos: Vec<ModuleInfo> = modules.iter().map(|&m| m.clone()).collect();
-    let order = fs::read_to_string(source.join("modules.order")).expect("modules.order");
-    let builtin = fs::read_to_string(source.join("modules.builtin")).expect("modules.builtin");
-    let builtin_modinfo = fs::read(source.join("modules.builtin.modinfo")).expect("modinfo");
     let files = generate(&DepmodInput {
         modules: &infos,
-        modules_order: Some(&order),
-        modules_builtin: Some(&builtin),
-        modules_builtin_modinfo: Some(&builtin_modinfo),
+        modules_order: inputs.order.as_deref(),
+        modules_builtin: inputs.builtin.as_deref(),
+        modules_builtin_modinfo: inputs.builtin_modinfo.as_deref(),
     })
     .unwrap_or_else(|e| panic!("{label}: {e}"));
     eprintln!(
@@ -236,7 +276,9 @@ fn compare(label: &str, release: &str, source: &Path, modules: &[&ModuleInfo]) -
     let mut queries: Vec<(&str, Vec<String>)> = Vec::new();
     let module_names: Vec<String> = infos.iter().map(|m| m.name.clone()).collect();
     queries.push(("--show-depends", module_names));
-    queries.push(("--show-depends", builtin_names(&builtin)));
+    if let Some(builtin) = &inputs.builtin {
+        queries.push(("--show-depends", builtin_names(builtin)));
+    }
     let mut aliases: BTreeSet<String> = DEVICE_ALIASES.iter().map(|a| a.to_string()).collect();
     aliases.extend(infos.iter().flat_map(|m| m.aliases().filter_map(instance)));
     queries.push(("-R", aliases.into_iter().collect()));
@@ -245,11 +287,13 @@ fn compare(label: &str, release: &str, source: &Path, modules: &[&ModuleInfo]) -
         .flat_map(|m| m.exports.iter().map(|s| format!("symbol:{}", s.name)))
         .collect();
     queries.push(("-R", symbols.into_iter().collect()));
-    let builtin_alias: BTreeSet<String> = builtin_aliases(&builtin_modinfo)
-        .iter()
-        .filter_map(|(_, alias)| instance(alias))
-        .collect();
-    queries.push(("-R", builtin_alias.into_iter().collect()));
+    if let Some(modinfo) = &inputs.builtin_modinfo {
+        let builtin_alias: BTreeSet<String> = builtin_aliases(modinfo)
+            .iter()
+            .filter_map(|(_, alias)| instance(alias))
+            .collect();
+        queries.push(("-R", builtin_alias.into_iter().collect()));
+    }
 
     let mut compared = 0;
     for (mode, names) in &queries {
@@ -355,14 +399,14 @@ fn generated_files_equal_depmods_and_answer_the_same_lookups() {
     }
 
     // (a) The closure of GUEST_MODULES, checked against modinfo first.
-    let builtin =
-        builtin_set(&fs::read_to_string(source.join("modules.builtin")).expect("builtin"));
+    let inputs = Inputs::read(&source);
+    let builtin = builtin_set(inputs.builtin.as_deref().expect("modules.builtin"));
     let picked = closure(&modules, GUEST_MODULES, &builtin).expect("closure");
     let picked: Vec<&ModuleInfo> = picked.iter().map(|&i| &modules[i]).collect();
     let work = tempfile::tempdir().expect("tempdir");
     let all: Vec<&ModuleInfo> = modules.iter().collect();
     let full_base = work.path().join("full");
-    make_base(&full_base, &release, &source, &all);
+    make_base(&full_base, &release, &source, &all, &inputs);
     let args = [
         "-b".to_owned(),
         full_base.display().to_string(),
@@ -389,7 +433,55 @@ fn generated_files_equal_depmods_and_answer_the_same_lookups() {
         }
     }
     eprintln!("closure of GUEST_MODULES: {names:?}");
+    compare("closure", &release, &source, &picked, &inputs);
 
-    compare("closure", &release, &source, &picked);
-    compare("whole tree", &release, &source, &all);
+    // The closure again, compressed with zstd (the host's kmod reads
+    // .ko.zst; it is built without zlib, so .ko.gz cannot be compared).
+    let zst_source = work.path().join("zst");
+    let zst: Vec<ModuleInfo> = picked
+        .iter()
+        .map(|m| {
+            let bytes = fs::read(source.join(&m.path)).expect("read module");
+            let packed = zstd::encode_all(&bytes[..], 3).expect("zstd");
+            let path = format!("{}.zst", m.path);
+            let to = zst_source.join(&path);
+            fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            fs::write(&to, &packed).expect("write");
+            ModuleInfo::parse(&path, &packed).expect("parse .ko.zst")
+        })
+        .collect();
+    let zst: Vec<&ModuleInfo> = zst.iter().collect();
+    compare("closure, .ko.zst", &release, &zst_source, &zst, &inputs);
+
+    // (b) The whole tree: as packaged; without any of the package's files
+    // (modules then come in depmod's hash-table order, and the built-in
+    // indexes are empty); and with a modules.order listing every third
+    // module (those first, the rest in hash-table order).
+    compare("whole tree", &release, &source, &all, &inputs);
+    compare(
+        "whole tree, no package files",
+        &release,
+        &source,
+        &all,
+        &Inputs::default(),
+    );
+    let partial: String = inputs
+        .order
+        .as_deref()
+        .expect("modules.order")
+        .lines()
+        .step_by(3)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let partial = Inputs {
+        order: Some(partial),
+        ..inputs.clone()
+    };
+    compare(
+        "whole tree, partial modules.order",
+        &release,
+        &source,
+        &all,
+        &partial,
+    );
 }
