@@ -212,14 +212,8 @@ const DEVICE_ALIASES: [&str; 6] = [
 ];
 
 /// Compares depmod's files with ours byte for byte, then the lookups of the
-/// two trees through modprobe. Returns how many lookups were compared.
-fn compare(
-    label: &str,
-    release: &str,
-    source: &Path,
-    modules: &[&ModuleInfo],
-    inputs: &Inputs,
-) -> usize {
+/// two trees through modprobe.
+fn compare(label: &str, release: &str, source: &Path, modules: &[&ModuleInfo], inputs: &Inputs) {
     let work = tempfile::tempdir().expect("tempdir");
     let depmod_base = work.path().join("depmod");
     let ours_base = work.path().join("ours");
@@ -273,30 +267,34 @@ fn compare(
 
     // Lookups: the same questions to both trees, through libkmod's index
     // readers (modprobe reads only the .bin files and modules.softdep).
-    let mut queries: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut queries: Vec<(&str, &str, Vec<String>)> = Vec::new();
     let module_names: Vec<String> = infos.iter().map(|m| m.name.clone()).collect();
-    queries.push(("--show-depends", module_names));
+    queries.push(("modules", "--show-depends", module_names));
     if let Some(builtin) = &inputs.builtin {
-        queries.push(("--show-depends", builtin_names(builtin)));
+        queries.push(("built-in modules", "--show-depends", builtin_names(builtin)));
     }
     let mut aliases: BTreeSet<String> = DEVICE_ALIASES.iter().map(|a| a.to_string()).collect();
     aliases.extend(infos.iter().flat_map(|m| m.aliases().filter_map(instance)));
-    queries.push(("-R", aliases.into_iter().collect()));
+    queries.push(("aliases", "-R", aliases.into_iter().collect()));
     let symbols: BTreeSet<String> = infos
         .iter()
         .flat_map(|m| m.exports.iter().map(|s| format!("symbol:{}", s.name)))
         .collect();
-    queries.push(("-R", symbols.into_iter().collect()));
+    queries.push(("symbols", "-R", symbols.into_iter().collect()));
     if let Some(modinfo) = &inputs.builtin_modinfo {
         let builtin_alias: BTreeSet<String> = builtin_aliases(modinfo)
             .iter()
             .filter_map(|(_, alias)| instance(alias))
             .collect();
-        queries.push(("-R", builtin_alias.into_iter().collect()));
+        queries.push((
+            "built-in aliases",
+            "-R",
+            builtin_alias.into_iter().collect(),
+        ));
     }
 
-    let mut compared = 0;
-    for (mode, names) in &queries {
+    let mut compared = Vec::new();
+    for (what, mode, names) in &queries {
         let ask = |base: &Path| {
             let mut args = vec![
                 "-d".to_owned(),
@@ -322,10 +320,12 @@ fn compare(
             "{label}: modprobe {mode} printed nothing"
         );
         assert_eq!(ours, theirs, "{label}: modprobe {mode} answers differ");
-        compared += names.len();
+        compared.push(format!("{} {what}", names.len()));
     }
-    eprintln!("{label}: {compared} modprobe lookups answer the same on both trees");
-    compared
+    eprintln!(
+        "{label}: modprobe answers the same on both trees for {}",
+        compared.join(", ")
+    );
 }
 
 /// The closure of `wanted` by `modinfo -F depends`, followed recursively in

@@ -20,6 +20,8 @@
 //! the integration test `tests/depmod.rs` compares the output with the
 //! host's `depmod` on Debian's cloud kernel.
 
+#![warn(missing_docs)]
+
 pub mod builtin;
 pub mod depmod;
 pub mod elf;
