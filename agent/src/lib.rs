@@ -1,4 +1,6 @@
-//! banger-vsock-agent: the health-check daemon banger puts into every guest.
+//! The guest side of banger: `banger-vsock-agent`, the health-check daemon
+//! banger puts into every guest, and `banger-init` ([`init`]), a static
+//! PID 1 for images that have no init.
 //!
 //! The agent listens on an `AF_VSOCK` stream port (by default
 //! [`DEFAULT_PORT`]) and answers one request per connection. The protocol is
@@ -13,6 +15,7 @@
 //! `main.rs` only parses arguments and opens the vsock listener.
 
 pub mod health;
+pub mod init;
 pub mod server;
 pub mod vsock;
 
