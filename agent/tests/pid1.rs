@@ -84,6 +84,50 @@ fn skip_reason() -> Option<String> {
     None
 }
 
+/// Boots `stage` (`root/` for `/`, `local/` for `/usr/local`, `cmdline`)
+/// and returns everything printed, in order.
+fn boot(dir: &Path, stage: &Path) -> String {
+    let mount_point = dir.join("mnt");
+    fs::create_dir(&mount_point).unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "unshare",
+            "--pid",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--kill-child",
+            "sh",
+            "-c",
+            SETUP,
+            "setup",
+        ])
+        .arg(&mount_point)
+        .arg(stage)
+        .arg(INIT)
+        .output()
+        .unwrap();
+    // Everything went to stderr (`exec 1>&2`), in the order it happened.
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{log}");
+    assert_ne!(out.status.code(), Some(124), "timed out:\n{log}");
+    assert!(!log.contains("power off failed"), "{log}");
+    log
+}
+
+/// Asserts that `lines` appear in `log` in this order.
+fn assert_in_order(log: &str, lines: &[&str]) {
+    let mut rest = log;
+    for line in lines {
+        let at = rest
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} missing or out of order in:\n{log}"));
+        rest = &rest[at + line.len()..];
+    }
+}
+
 #[test]
 fn boots_runs_the_workload_reaps_and_powers_off_in_namespaces() {
     if let Some(reason) = skip_reason() {
@@ -134,37 +178,7 @@ fn boots_runs_the_workload_reaps_and_powers_off_in_namespaces() {
         "console=ttyS0 ip=10.9.0.2::10.9.0.1:255.255.255.0:e2e-host:lo:off:1.1.1.1 banger.workload_exit=poweroff\n",
         0o644,
     );
-    let mount_point = dir.path().join("mnt");
-    fs::create_dir(&mount_point).unwrap();
-
-    let out = Command::new("timeout")
-        .args([
-            "60",
-            "unshare",
-            "--pid",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--net",
-            "--kill-child",
-            "sh",
-            "-c",
-            SETUP,
-            "setup",
-        ])
-        .arg(&mount_point)
-        .arg(&stage)
-        .arg(INIT)
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{log}");
-    assert_ne!(out.status.code(), Some(124), "timed out:\n{log}");
-
+    let log = boot(dir.path(), &stage);
     // In this order.
     let ordered = [
         "banger-init: banger-init 0.1.0 starting as PID 1",
@@ -199,13 +213,7 @@ fn boots_runs_the_workload_reaps_and_powers_off_in_namespaces() {
         "banger-init: shutdown: syncing filesystems",
         "banger-init: shutdown: powering off",
     ];
-    let mut rest = log.as_str();
-    for line in ordered {
-        let at = rest
-            .find(line)
-            .unwrap_or_else(|| panic!("{line:?} missing or out of order in:\n{log}"));
-        rest = &rest[at + line.len()..];
-    }
+    assert_in_order(&log, &ordered);
     // A child's own output may come before or after the line that logs
     // its start, but always before the line that logs its exit.
     for (first, then) in [
@@ -229,5 +237,49 @@ fn boots_runs_the_workload_reaps_and_powers_off_in_namespaces() {
             "{then:?} not after {first:?} in:\n{log}"
         );
     }
-    assert!(!log.contains("power off failed"), "{log}");
+}
+
+#[test]
+fn sigterm_shuts_down_and_the_guest_outlives_its_workload() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIPPING pid1 namespace test: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stage = dir.path().join("stage");
+    // Root's workload exits at once; an orphan it leaves sends SIGTERM to
+    // PID 1 a second later. No agent, no first boot, no ip=.
+    let config = serde_json::json!({
+        "vsock_port": 52,
+        "cmd": ["sh", "-c", "(sleep 1; echo SENDING-SIGTERM; kill -TERM 1) & exit 0"],
+    });
+    write(
+        &stage.join("root/etc/banger/init.json"),
+        &config.to_string(),
+        0o644,
+    );
+    fs::create_dir_all(stage.join("local")).unwrap();
+    write(&stage.join("cmdline"), "console=ttyS0 quiet\n", 0o644);
+    let log = boot(dir.path(), &stage);
+    assert_in_order(
+        &log,
+        &[
+            "banger-init: no host name in ip= or /etc/hostname",
+            "banger-init: network: no ip= on the kernel command line; nothing to do",
+            "banger-init: /usr/local/bin/banger-vsock-agent is missing; no vsock agent",
+            "banger-init: started the workload",
+            "banger-init: the workload exited with status 0",
+            "SENDING-SIGTERM",
+            "banger-init: shutdown: signal 15 received",
+            "banger-init: shutdown: no more restarts",
+            "banger-init: shutdown: sending SIGTERM to all processes",
+            "banger-init: shutdown: waiting up to 5s for processes to exit",
+            "banger-init: shutdown: syncing filesystems",
+            "banger-init: shutdown: remounted / read-only",
+            "banger-init: shutdown: syncing filesystems",
+            "banger-init: shutdown: powering off",
+        ],
+    );
+    // Everything exited on SIGTERM: no SIGKILL.
+    assert!(!log.contains("SIGKILL"), "{log}");
 }
