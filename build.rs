@@ -1,7 +1,9 @@
-//! Builds the guest agent (`agent/`, crate `banger-vsock-agent`) as a static
-//! x86-64 ELF so `src/inject.rs` can embed it with `include_bytes!`.
+//! Builds the guest binaries of `agent/` (crate `banger-vsock-agent`): the
+//! agent `banger-vsock-agent` and the PID 1 `banger-init`, as static x86-64
+//! ELFs copied to `OUT_DIR` so `src/inject.rs` can embed them with
+//! `include_bytes!`.
 //!
-//! The agent must run on any guest libc (glibc or musl) or none, so it is
+//! They must run on any guest libc (glibc or musl) or none, so they are
 //! linked with `+crt-static`, which on `x86_64-unknown-linux-gnu` gives a
 //! self-contained static-pie. An explicit `--target` keeps that flag off
 //! build scripts and proc macros. The nested cargo uses its own target
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const AGENT_PACKAGE: &str = "banger-vsock-agent";
+/// The binaries of that package, each copied to `OUT_DIR` under its name.
+const GUEST_BINARIES: [&str; 2] = ["banger-vsock-agent", "banger-init"];
 const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Variables of the outer build that must not leak into the nested cargo:
@@ -59,7 +63,14 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&manifest_dir)
-        .args(["build", "--release", "--locked", "-p", AGENT_PACKAGE])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            AGENT_PACKAGE,
+            "--bins",
+        ])
         .args(["--target", GUEST_TARGET])
         .arg("--manifest-path")
         .arg(manifest_dir.join("Cargo.toml"))
@@ -85,17 +96,16 @@ fn main() {
     });
     if !status.success() {
         panic!(
-            "banger build.rs: building the guest agent failed ({status}). It is built with \
-             `cargo build --release -p {AGENT_PACKAGE} --target {GUEST_TARGET}` and \
+            "banger build.rs: building the guest binaries failed ({status}). They are built with \
+             `cargo build --release -p {AGENT_PACKAGE} --bins --target {GUEST_TARGET}` and \
              RUSTFLAGS=\"-C target-feature=+crt-static\"; if the target is missing, run \
              `rustup target add {GUEST_TARGET}`. See the cargo output above."
         );
     }
-    let built = target_dir
-        .join(GUEST_TARGET)
-        .join("release")
-        .join(AGENT_PACKAGE);
-    copy(&built, &out_dir.join(AGENT_PACKAGE));
+    let built = target_dir.join(GUEST_TARGET).join("release");
+    for binary in GUEST_BINARIES {
+        copy(&built.join(binary), &out_dir.join(binary));
+    }
 }
 
 fn copy(from: &Path, to: &Path) {

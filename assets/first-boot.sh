@@ -14,6 +14,11 @@
 #   pacman   arch archlinux manjaro
 #   zypper   opensuse* suse sles
 #
+# Under banger-init (PID 1 of images without an init, which sets
+# BANGER_INIT=1) no service manager is asked for anything: the script
+# installs OpenSSH and generates host keys, and banger-init starts
+# `sshd -D -e` once the script has exited.
+#
 # BANGER_ROOT (default empty) prefixes every file the script reads or
 # writes, so tests can run it against a fake root. Exit status: 0 on
 # success, 1 on failure, 2 for an unsupported distribution.
@@ -108,7 +113,9 @@ generate_host_keys() {
 }
 
 start_sshd() {
-    if have systemctl; then
+    if [ "${BANGER_INIT:-}" = 1 ]; then
+        log "banger-init is PID 1; it starts sshd after first boot"
+    elif have systemctl; then
         systemctl enable "$UNIT.service" &&
             # --no-block: we run during boot; waiting for the job could
             # deadlock on ordering.
@@ -165,7 +172,11 @@ main() {
         return 1
     fi
     rm -f "$MARKER" || return 1
-    log "done: $UNIT is enabled and started"
+    if [ "${BANGER_INIT:-}" = 1 ]; then
+        log "done: OpenSSH is installed with host keys"
+    else
+        log "done: $UNIT is enabled and started"
+    fi
 }
 
 main "$@"

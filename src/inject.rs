@@ -35,6 +35,10 @@ pub const DEFAULT_VSOCK_PORT: u32 = 52;
 /// and libc-less guests alike.
 pub static AGENT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/banger-vsock-agent"));
 
+/// `banger-init`, the PID 1 for images without an init: a static-pie
+/// x86-64 ELF built by `build.rs` from the same crate as the agent.
+pub static INIT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/banger-init"));
+
 /// Where the agent binary goes in the guest.
 pub const AGENT_PATH: &str = "/usr/local/bin/banger-vsock-agent";
 /// Where the network script goes in the guest.

@@ -121,6 +121,11 @@ impl Sandbox {
     }
 
     fn run(&self, shell: &(Shell, PathBuf), script: &str) -> Output {
+        self.run_with(shell, script, &[])
+    }
+
+    /// Like `run` with extra environment variables.
+    fn run_with(&self, shell: &(Shell, PathBuf), script: &str, env: &[(&str, &str)]) -> Output {
         Command::new(&shell.1)
             .args(shell.0 .1)
             .arg(script)
@@ -131,6 +136,7 @@ impl Sandbox {
             .env("BANGER_NET_WAIT", "0")
             .env("STUB_LOG", &self.log)
             .env("STUB_DIR", &self.bin)
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -424,6 +430,30 @@ fn an_installed_sshd_is_not_reinstalled() {
         assert_eq!(sandbox.run(&shell, FIRST_BOOT).status.code(), Some(0));
         assert_eq!(sandbox.calls(), systemd_start("ssh"));
         assert!(!sandbox.exists(MARKER));
+    }
+}
+
+#[test]
+fn under_banger_init_no_service_manager_is_used() {
+    for shell in shells() {
+        for os_release in ["ID=debian\n", "ID=alpine\n"] {
+            let sandbox = first_boot_sandbox(os_release);
+            sandbox.stub("rc-update");
+            let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT", "1")]);
+            let context = format!("{} {os_release:?}: {}", shell.0 .0, stderr(&out));
+            assert_eq!(out.status.code(), Some(0), "{context}");
+            let calls = sandbox.calls();
+            // The install, then only the host keys: no systemctl, no rc-*.
+            assert_eq!(calls.last().unwrap(), "ssh-keygen -A -f ROOT", "{context}");
+            assert!(
+                !calls
+                    .iter()
+                    .any(|c| c.starts_with("systemctl") || c.starts_with("rc-")),
+                "{calls:?}"
+            );
+            assert!(stderr(&out).contains("banger-init is PID 1"), "{context}");
+            assert!(!sandbox.exists(MARKER), "{context}");
+        }
     }
 }
 

@@ -86,20 +86,53 @@ impl Health {
     }
 }
 
-/// Answers one request line. Only `health` (surrounding whitespace and case
-/// ignored) is understood; anything else gets an error object.
-pub fn respond(request: &str, probe: &Probe) -> String {
-    if request.trim().eq_ignore_ascii_case("health") {
-        probe.read().to_json()
-    } else {
-        let mut out = String::from("{\"status\":\"error\",\"error\":");
-        push_json_string(
-            &mut out,
-            &format!("unknown request {:?}; send \"health\"", request.trim()),
-        );
-        out.push('}');
-        out
+/// A request line, parsed (surrounding whitespace and case ignored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `health`: the facts of [`Health`].
+    Health,
+    /// `poweroff`: answer, then ask PID 1 to power the guest off.
+    PowerOff,
+    /// Anything else, trimmed.
+    Unknown(String),
+}
+
+impl Request {
+    /// Parses one request line.
+    pub fn parse(line: &str) -> Self {
+        let line = line.trim();
+        if line.eq_ignore_ascii_case("health") {
+            Self::Health
+        } else if line.eq_ignore_ascii_case("poweroff") {
+            Self::PowerOff
+        } else {
+            Self::Unknown(line.to_owned())
+        }
     }
+
+    /// The JSON answer (one line, no trailing newline). For `poweroff` it
+    /// is `{"status":"powering-off"}`, sent before the guest goes down.
+    pub fn answer(&self, probe: &Probe) -> String {
+        match self {
+            Self::Health => probe.read().to_json(),
+            Self::PowerOff => "{\"status\":\"powering-off\"}".to_owned(),
+            Self::Unknown(line) => {
+                let mut out = String::from("{\"status\":\"error\",\"error\":");
+                push_json_string(
+                    &mut out,
+                    &format!("unknown request {line:?}; send \"health\" or \"poweroff\""),
+                );
+                out.push('}');
+                out
+            }
+        }
+    }
+}
+
+/// Answers one request line: [`Request::parse`] then [`Request::answer`].
+/// Answering never acts; the server powers off after sending the answer.
+pub fn respond(request: &str, probe: &Probe) -> String {
+    Request::parse(request).answer(probe)
 }
 
 /// Appends `s` as a JSON string literal.
@@ -145,5 +178,15 @@ mod tests {
             serde_json::from_str(&respond("reboot\n", &Probe::default())).unwrap();
         assert_eq!(value["status"], "error");
         assert!(value["error"].as_str().unwrap().contains("reboot"));
+    }
+
+    #[test]
+    fn poweroff_is_parsed_and_answered_without_acting() {
+        assert_eq!(Request::parse(" PowerOff\r"), Request::PowerOff);
+        assert_eq!(Request::parse("health"), Request::Health);
+        assert_eq!(Request::parse(" x "), Request::Unknown("x".into()));
+        let value: serde_json::Value =
+            serde_json::from_str(&respond("poweroff", &Probe::default())).unwrap();
+        assert_eq!(value, serde_json::json!({"status": "powering-off"}));
     }
 }

@@ -18,7 +18,8 @@ const EXIT_USAGE: u8 = 64;
 
 const USAGE: &str = "usage: banger-vsock-agent [--port PORT] [--unix PATH]
 
-Answers `health` requests with a JSON line.
+Answers `health` and `poweroff` requests with a JSON line; after
+`poweroff` it asks PID 1 to power the guest off.
   --port PORT   AF_VSOCK port to listen on (default 52)
   --unix PATH   listen on a Unix socket at PATH instead (for debugging)";
 

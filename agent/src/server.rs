@@ -6,9 +6,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::health::{respond, Probe};
+use crate::health::{Probe, Request};
 
-/// Longest request line accepted; the only request is `health`.
+/// What the server does after answering `poweroff`. The agent uses
+/// [`request_power_off`](crate::poweroff::request_power_off); tests inject
+/// their own.
+pub type PowerOff = Arc<dyn Fn() + Send + Sync>;
+
+/// Longest request line accepted; the requests are `health` and `poweroff`.
 pub const MAX_REQUEST_LEN: usize = 256;
 
 /// How long a client may take to send its request before it is dropped.
@@ -26,14 +31,27 @@ impl Connection for UnixStream {
     }
 }
 
-/// Reads one request line from `conn`, answers it and returns.
-pub fn serve_connection<C: Connection>(mut conn: C, probe: &Probe) -> io::Result<()> {
+/// Reads one request line from `conn`, answers it, closes the connection
+/// and returns the request, so the caller acts on a `poweroff` only once
+/// the client has its whole answer.
+pub fn serve_connection<C: Connection>(mut conn: C, probe: &Probe) -> io::Result<Request> {
     conn.set_read_timeout(REQUEST_TIMEOUT)?;
-    let request = read_line(&mut conn)?;
-    let mut response = respond(&String::from_utf8_lossy(&request), probe);
+    let line = read_line(&mut conn)?;
+    let request = Request::parse(&String::from_utf8_lossy(&line));
+    let mut response = request.answer(probe);
     response.push('\n');
     conn.write_all(response.as_bytes())?;
-    conn.flush()
+    conn.flush()?;
+    drop(conn);
+    Ok(request)
+}
+
+/// The real power-off: asks PID 1 and logs how.
+pub fn power_off_guest() -> PowerOff {
+    Arc::new(|| match crate::poweroff::request_power_off() {
+        Ok(how) => eprintln!("banger-vsock-agent: poweroff requested: {how}"),
+        Err(e) => eprintln!("banger-vsock-agent: poweroff requested but failed: {e}"),
+    })
 }
 
 /// Reads up to the first newline, EOF or [`MAX_REQUEST_LEN`] bytes.
@@ -58,8 +76,18 @@ fn read_line(conn: &mut impl Read) -> io::Result<Vec<u8>> {
 }
 
 /// Serves every connection `incoming` yields, each on its own thread so a
-/// slow client cannot stall the others. Returns only if `incoming` ends.
+/// slow client cannot stall the others; `poweroff` powers the guest off
+/// ([`power_off_guest`]). Returns only if `incoming` ends.
 pub fn serve<C, I>(incoming: I, probe: Arc<Probe>)
+where
+    C: Connection,
+    I: IntoIterator<Item = io::Result<C>>,
+{
+    serve_with(incoming, probe, power_off_guest());
+}
+
+/// [`serve`] with `power_off` run after answering a `poweroff` request.
+pub fn serve_with<C, I>(incoming: I, probe: Arc<Probe>, power_off: PowerOff)
 where
     C: Connection,
     I: IntoIterator<Item = io::Result<C>>,
@@ -68,10 +96,11 @@ where
         match conn {
             Ok(conn) => {
                 let probe = Arc::clone(&probe);
-                thread::spawn(move || {
-                    if let Err(e) = serve_connection(conn, &probe) {
-                        eprintln!("banger-vsock-agent: connection failed: {e}");
-                    }
+                let power_off = Arc::clone(&power_off);
+                thread::spawn(move || match serve_connection(conn, &probe) {
+                    Ok(Request::PowerOff) => power_off(),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("banger-vsock-agent: connection failed: {e}"),
                 });
             }
             Err(e) => {

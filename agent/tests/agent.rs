@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banger_vsock_agent::health::Probe;
-use banger_vsock_agent::server::serve;
+use banger_vsock_agent::server::{serve, serve_with, PowerOff};
 
 fn ask(socket: &Path, request: &[u8]) -> serde_json::Value {
     let mut stream = UnixStream::connect(socket).unwrap();
@@ -63,6 +63,55 @@ fn health_over_a_unix_socket_reports_the_probe_files() {
     stream.read_to_string(&mut answer).unwrap();
     let value: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(value["status"], "error");
+}
+
+#[test]
+fn poweroff_is_answered_first_then_the_action_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel::<Instant>();
+    let sender = std::sync::Mutex::new(sender);
+    // A slow action: the client must have its answer and EOF long before
+    // it ends, because the connection is closed before the action runs.
+    let power_off: PowerOff = Arc::new(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        sender.lock().unwrap().send(Instant::now()).unwrap();
+    });
+    let probe = Arc::new(Probe {
+        uptime_path: dir.path().join("uptime"),
+        hostname_path: dir.path().join("hostname"),
+        first_boot_marker: dir.path().join("marker"),
+    });
+    std::thread::spawn(move || serve_with(listener.incoming(), probe, power_off));
+
+    // `ask` reads to EOF.
+    let start = Instant::now();
+    let answer = ask(&socket, b"poweroff\n");
+    let answered = Instant::now();
+    assert_eq!(answer, serde_json::json!({"status": "powering-off"}));
+    assert!(
+        answered - start < Duration::from_millis(1000),
+        "{:?}",
+        answered - start
+    );
+    let acted = receiver
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no power-off");
+    assert!(acted > answered);
+    // Other requests do not act.
+    assert_eq!(ask(&socket, b"health\n")["status"], "ok");
+    assert_eq!(ask(&socket, b" PowerOff \r\n")["status"], "powering-off");
+    receiver
+        .recv_timeout(Duration::from_secs(5))
+        .expect("second power-off");
+    let error = ask(&socket, b"power off\n");
+    assert_eq!(error["status"], "error");
+    assert!(
+        error["error"].as_str().unwrap().contains("\"poweroff\""),
+        "{error}"
+    );
+    assert!(receiver.recv_timeout(Duration::from_millis(200)).is_err());
 }
 
 #[test]
