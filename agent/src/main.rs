@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use banger_vsock_agent::health::Probe;
 use banger_vsock_agent::server::serve;
-use banger_vsock_agent::vsock::{VsockError, VsockListener};
+use banger_vsock_agent::server::Connection as _;
+use banger_vsock_agent::vsock::{VsockError, VsockListener, VsockStream};
 use banger_vsock_agent::DEFAULT_PORT;
 
 /// `EX_UNAVAILABLE` from sysexits.h: the unit's `RestartPreventExitStatus=`
@@ -17,29 +18,46 @@ const EXIT_UNAVAILABLE: u8 = 69;
 const EXIT_USAGE: u8 = 64;
 
 const USAGE: &str = "usage: banger-vsock-agent [--port PORT] [--unix PATH]
+       banger-vsock-agent --request LINE [--cid CID] [--port PORT]
 
 Answers `health` and `poweroff` requests with a JSON line; after
 `poweroff` it asks PID 1 to power the guest off.
-  --port PORT   AF_VSOCK port to listen on (default 52)
-  --unix PATH   listen on a Unix socket at PATH instead (for debugging)";
+  --port PORT     AF_VSOCK port to listen on, or to connect to (default 52)
+  --unix PATH     listen on a Unix socket at PATH instead (for debugging)
+  --request LINE  be the client: send LINE to the agent at CID (default 1,
+                  this guest, through vsock_loopback) and print its answer";
 
 enum Listen {
     Vsock(u32),
     Unix(String),
+    /// Client mode: one request to an agent.
+    Request {
+        line: String,
+        cid: u32,
+        port: u32,
+    },
 }
 
+/// The local CID: the guest itself, through `vsock_loopback`.
+const VMADDR_CID_LOCAL: u32 = 1;
+
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Listen>, String> {
-    let mut listen = Listen::Vsock(DEFAULT_PORT);
+    let mut port = DEFAULT_PORT;
+    let mut unix = None;
+    let mut request = None;
+    let mut cid = VMADDR_CID_LOCAL;
+    let number = |name: &str, value: Option<String>| -> Result<u32, String> {
+        let value = value.ok_or(format!("{name} needs a value"))?;
+        value
+            .parse()
+            .map_err(|_| format!("invalid {} {value:?}", name.trim_start_matches('-')))
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--port" => {
-                let value = args.next().ok_or("--port needs a value")?;
-                let port = value
-                    .parse()
-                    .map_err(|_| format!("invalid port {value:?}"))?;
-                listen = Listen::Vsock(port);
-            }
-            "--unix" => listen = Listen::Unix(args.next().ok_or("--unix needs a path")?),
+            "--port" => port = number("--port", args.next())?,
+            "--cid" => cid = number("--cid", args.next())?,
+            "--unix" => unix = Some(args.next().ok_or("--unix needs a path")?),
+            "--request" => request = Some(args.next().ok_or("--request needs a line")?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -51,7 +69,38 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Listen>, 
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Some(listen))
+    Ok(Some(match (request, unix) {
+        (Some(_), Some(_)) => return Err("--request and --unix exclude each other".into()),
+        (Some(line), None) => Listen::Request { line, cid, port },
+        (None, Some(path)) => Listen::Unix(path),
+        (None, None) => Listen::Vsock(port),
+    }))
+}
+
+/// Sends `line` to the agent at `cid`:`port`, prints the answer line.
+fn request(line: &str, cid: u32, port: u32) -> ExitCode {
+    use std::io::{BufRead as _, Write as _};
+    let answer = VsockStream::connect(cid, port).and_then(|mut stream| {
+        stream.set_read_timeout(std::time::Duration::from_secs(10))?;
+        stream.write_all(format!("{line}\n").as_bytes())?;
+        let mut answer = String::new();
+        std::io::BufReader::new(stream).read_line(&mut answer)?;
+        Ok(answer)
+    });
+    match answer {
+        Ok(answer) if !answer.is_empty() => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!("banger-vsock-agent: the agent at {cid}:{port} closed without answering");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("banger-vsock-agent: asking the agent at {cid}:{port}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -65,6 +114,7 @@ fn main() -> ExitCode {
     };
     let probe = Arc::new(Probe::default());
     match listen {
+        Listen::Request { line, cid, port } => return request(&line, cid, port),
         Listen::Vsock(port) => match VsockListener::bind(port) {
             Ok(listener) => {
                 eprintln!("banger-vsock-agent: listening on vsock port {port}");

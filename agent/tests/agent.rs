@@ -219,3 +219,33 @@ fn exits_with_a_clear_message_when_vsock_is_unavailable() {
         "{stderr}"
     );
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_client_mode_says_which_agent_it_could_not_ask() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_banger-vsock-agent"));
+    command.args(["--request", "health", "--cid", "1", "--port", "5006"]);
+    // SAFETY: the hook only calls prctl, which is async-signal-safe.
+    unsafe { command.pre_exec(deny_vsock) };
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("banger-vsock-agent: asking the agent at 1:5006: "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_client_mode_takes_no_unix_socket() {
+    let out = Command::new(env!("CARGO_BIN_EXE_banger-vsock-agent"))
+        .args(["--request", "health", "--unix", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--request and --unix exclude each other")
+    );
+}
