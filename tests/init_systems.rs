@@ -710,3 +710,197 @@ fn detection_on_real_debian_trees() {
         }
     }
 }
+
+/// A generated script with its guest paths moved under `dir`, so it can
+/// run on the host: the agent and banger-init become the fakes in
+/// `dir/bin`, `/run` and `/var/log` become `dir/run` and `dir/log`.
+fn relocated(system: InitSystem, path: &str, dir: &Path) -> PathBuf {
+    let mut files = banger::initsys::MemFiles::new();
+    files.dir("/etc/init.d").dir("/etc/runlevels/default");
+    let out = service_files(&system, &mut files, 52).unwrap();
+    let f = out.iter().find(|f| f.path == path).unwrap();
+    let ServiceContent::File(bytes) = &f.content else {
+        panic!("{path}")
+    };
+    let d = dir.display();
+    let text = String::from_utf8(bytes.clone())
+        .unwrap()
+        .replace(
+            "/usr/local/bin/banger-vsock-agent",
+            &format!("{d}/bin/banger-vsock-agent"),
+        )
+        .replace(
+            "/usr/local/sbin/banger-init",
+            &format!("{d}/bin/banger-init"),
+        )
+        .replace("/run/", &format!("{d}/run/"))
+        .replace("/var/log/", &format!("{d}/log/"));
+    for sub in ["bin", "run", "log"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let script = dir.join(path.rsplit('/').next().unwrap());
+    std::fs::write(&script, text).unwrap();
+    script
+}
+
+fn write_exec(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// The sysvinit agent script under dash and busybox sh: start writes a
+/// pidfile and loads the modules, a second start sees the running agent,
+/// status follows, stop ends the agent and removes the pidfile, and a
+/// pidfile naming some other process counts as stale.
+#[test]
+fn sysvinit_agent_script_starts_checks_and_stops_the_agent() {
+    for (shell, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
+        let Some(program) = find_program(shell) else {
+            Skip(format!("{shell} is not installed")).report();
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let script = relocated(InitSystem::SysVinit, "/etc/init.d/banger-vsock-agent", d);
+        let calls = d.join("calls");
+        write_exec(
+            &d.join("bin/banger-vsock-agent"),
+            &format!(
+                "#!/bin/sh\necho \"agent $*\" >> {}\ntrap 'exit 0' TERM\nwhile :; do sleep 1; done\n",
+                calls.display()
+            ),
+        );
+        write_exec(
+            &d.join("bin/banger-init"),
+            &format!(
+                "#!/bin/sh\necho \"banger-init $*\" >> {}\n",
+                calls.display()
+            ),
+        );
+        let run = |action: &str| {
+            let out = Command::new(&program)
+                .args(args)
+                .arg(&script)
+                .arg(action)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let pidfile = d.join("run/banger-vsock-agent.pid");
+        assert_eq!(run("status").0, Some(3), "{shell}");
+        assert_eq!(run("start").0, Some(0), "{shell}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The agent has exec'd once it has logged its arguments.
+        for _ in 0..50 {
+            if std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .contains("agent --port 52")
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "banger-init modules\nagent --port 52\n",
+            "{shell}"
+        );
+        let (code, text) = run("status");
+        assert_eq!(
+            (code, text),
+            (
+                Some(0),
+                format!("banger-vsock-agent is running (pid {pid})\n")
+            )
+        );
+        let (code, text) = run("start");
+        assert_eq!(code, Some(0));
+        assert!(text.contains("already running"), "{shell}: {text}");
+        assert!(alive(pid));
+        assert_eq!(run("stop").0, Some(0), "{shell}");
+        assert!(!pidfile.exists(), "{shell}: pidfile kept");
+        for _ in 0..50 {
+            if !alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let gone = !alive(pid);
+        if !gone {
+            // SAFETY: plain kill of a process this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert!(gone, "{shell}: the agent survived stop");
+        assert_eq!(run("status").0, Some(3), "{shell}");
+        // A pidfile naming a process that is not the agent.
+        std::fs::write(&pidfile, format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(run("status").0, Some(1), "{shell}: stale pidfile");
+        assert_eq!(run("stop").0, Some(0), "{shell}");
+        assert!(!pidfile.exists());
+    }
+}
+
+/// The busybox respawn wrapper: after exit 69 it stays (asleep) instead of
+/// returning to init, which would respawn the agent at once; other exits
+/// are passed on after a pause.
+#[test]
+fn busybox_agent_wrapper_sleeps_after_exit_69_and_passes_other_exits_on() {
+    use std::os::unix::process::CommandExt;
+    for (shell, args) in [("dash", &[][..]), ("busybox", &["sh"][..])] {
+        let Some(program) = find_program(shell) else {
+            Skip(format!("{shell} is not installed")).report();
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let wrapper = relocated(
+            InitSystem::Busybox,
+            "/usr/local/lib/banger/busybox/banger-vsock-agent",
+            d,
+        );
+        let agent = d.join("bin/banger-vsock-agent");
+        write_exec(&agent, "#!/bin/sh\nexit 69\n");
+        let mut child = Command::new(&program)
+            .args(args)
+            .arg(&wrapper)
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let still_there = child.try_wait().unwrap().is_none();
+        // SAFETY: ends the process group this test started.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let out = child.wait_with_output().unwrap();
+        assert!(still_there, "{shell}: the wrapper returned after exit 69");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no vsock in this guest; not restarting"),
+            "{shell}"
+        );
+
+        write_exec(&agent, "#!/bin/sh\nexit 3\n");
+        let started = std::time::Instant::now();
+        let status = Command::new(&program)
+            .args(args)
+            .arg(&wrapper)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(3), "{shell}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(2),
+            "{shell}: no pause"
+        );
+    }
+}
