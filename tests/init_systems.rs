@@ -242,6 +242,14 @@ fn assert_update_rc_d_agrees(root: &Path) -> Vec<ServiceFile> {
         };
         let real_path = root.join(f.path.trim_start_matches('/'));
         let real = std::fs::read_to_string(&real_path).unwrap();
+        // Order within a line is readdir-dependent; only the sets count.
+        if real.as_bytes() != ours.as_slice() {
+            eprintln!(
+                "{}: same rules, other order:\n--- insserv\n{real}--- banger\n{}",
+                f.path,
+                String::from_utf8_lossy(ours)
+            );
+        }
         assert_eq!(
             makefile(&real),
             makefile(&String::from_utf8_lossy(ours)),

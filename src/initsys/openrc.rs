@@ -20,6 +20,10 @@
 //! * banger-first-boot: `after banger-network`, `before sshd ssh`,
 //!   `keyword -timeout` (it may take minutes).
 //!
+//! On Debian, `update-rc.d` would also run insserv to keep `/etc/rc?.d` in
+//! step; those links are unused while OpenRC boots the system (Debian's
+//! openrc replaces `/etc/init.d/rc`), so banger leaves them alone.
+//!
 //! When no enabled OpenRC `modules` service loads `/etc/modules-load.d`
 //! (Debian's openrc ships none), the network script and the agent's
 //! `start_pre` run `banger-init modules` first.

@@ -29,6 +29,14 @@
 //!
 //! Without insserv, `update-rc.d` falls back to plain `S01NAME`/`K01NAME`
 //! links when the script has none yet; see `crate::initsys::sysvinit`.
+//!
+//! Not ported, because Debian images do not need them: the requirements
+//! insserv guesses for a script without `Provides` from its current link
+//! numbers (such a script is ordered as if it required nothing), upstart
+//! jobs (`/lib/init/upstart-job` links) and systemd's view of services
+//! (insserv asks systemd over D-Bus, which is not running in an image).
+//! Where insserv's result depends on `readdir` order, this follows the
+//! order [`ImageFiles::list_dir`] gives.
 
 mod graph;
 mod load;
@@ -218,5 +226,80 @@ fn script_file(files: &mut dyn ImageFiles, dir: &str, name: &str, filters: &[Str
             matches!(resolve(files, &path), Ok(r) if matches!(r.kind, EntryKind::File { mode } if mode & 0o100 != 0))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::files::MemFiles;
+    use super::*;
+
+    fn script(provides: &str, start: &str, req: &str, levels: &str) -> String {
+        format!(
+            "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: {provides}\n# Required-Start: {req}\n\
+             # Required-Stop:\n# Should-Start: {start}\n# Default-Start: {levels}\n\
+             # Default-Stop:\n### END INIT INFO\n"
+        )
+    }
+
+    /// The rc2 part of Debian bookworm's sysvinit tree (rmnologin and
+    /// bootlogs at S01, rc.local with `$all` at S02) and the numbers
+    /// `update-rc.d` gave there for banger's scripts in
+    /// `tests/init_systems.rs`: rc.local moves to S03.
+    #[test]
+    fn a_longer_chain_renumbers_the_all_script() {
+        let mut files = MemFiles::new();
+        files
+            .exec("/sbin/insserv", "")
+            .file("/etc/insserv.conf", "$local_fs +mountall\n");
+        for (name, text) in [
+            ("rmnologin", script("rmnologin", "", "$local_fs", "2 3 4 5")),
+            ("bootlogs", script("bootlogs", "", "$local_fs", "2 3 4 5")),
+            ("rc.local", script("rc.local", "", "$all", "2 3 4 5")),
+        ] {
+            files.exec(&format!("/etc/init.d/{name}"), text);
+        }
+        for level in 2..=5 {
+            for link in ["S01rmnologin", "S01bootlogs", "S02rc.local"] {
+                let target = format!("../init.d/{}", &link[3..]);
+                files.symlink(&format!("/etc/rc{level}.d/{link}"), &target);
+            }
+        }
+        let network = script("banger-network", "", "$local_fs", "2 3 4 5");
+        let first = script("banger-first-boot", "", "banger-network", "2 3 4 5");
+        let plan = update_rc_d(
+            &mut files,
+            &[
+                NewScript {
+                    name: "banger-network",
+                    text: network.as_bytes(),
+                },
+                NewScript {
+                    name: "banger-first-boot",
+                    text: first.as_bytes(),
+                },
+            ],
+        )
+        .unwrap();
+        assert!(plan.remove.contains(&"/etc/rc2.d/S02rc.local".to_owned()));
+        for (path, target) in [
+            ("/etc/rc2.d/S03rc.local", "../init.d/rc.local"),
+            ("/etc/rc2.d/S01banger-network", "../init.d/banger-network"),
+            (
+                "/etc/rc2.d/S02banger-first-boot",
+                "../init.d/banger-first-boot",
+            ),
+        ] {
+            assert!(
+                plan.links.contains(&(path.to_owned(), target.to_owned())),
+                "{path}: {plan:?}"
+            );
+        }
+        let start = String::from_utf8(plan.depend[1].1.clone()).unwrap();
+        assert!(
+            start.contains("banger-first-boot: banger-network\n"),
+            "{start}"
+        );
+        assert!(start.starts_with("TARGETS ="), "{start}");
     }
 }
