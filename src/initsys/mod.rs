@@ -210,6 +210,37 @@ mod tests {
     }
 
     #[test]
+    fn every_network_script_runs_banger_init() {
+        for text in [
+            sysvinit::TEMPLATES[0].1,
+            openrc::TEMPLATES[0].1,
+            busybox::WRAPPERS[0].2,
+        ] {
+            // Either spelled out or through a variable holding the path.
+            let runs = |verb: &str| {
+                text.contains(&format!("{BANGER_INIT_PATH} {verb}"))
+                    || (text.contains(&format!("BANGER_INIT={BANGER_INIT_PATH}\n"))
+                        && text.contains(&format!("\"$BANGER_INIT\" {verb}")))
+            };
+            assert!(runs("network") && runs("modules"), "{text}");
+        }
+        for text in [
+            sysvinit::TEMPLATES[2].1,
+            openrc::TEMPLATES[2].1,
+            busybox::WRAPPERS[1].2,
+        ] {
+            assert!(
+                text.contains("/usr/local/lib/banger/first-boot.sh"),
+                "{text}"
+            );
+            assert!(
+                text.contains("/var/lib/banger/first-boot-pending"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn templates_are_filled() {
         let text = String::from_utf8(fill("p=@VSOCK_PORT@ m=@LOAD_MODULES@", 1234, true)).unwrap();
         assert_eq!(text, "p=1234 m=yes");
