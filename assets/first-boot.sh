@@ -2,7 +2,8 @@
 # banger first boot: install and start an OpenSSH server.
 #
 # Installed by banger as /usr/local/lib/banger/first-boot.sh and run by
-# banger-first-boot.service while /var/lib/banger/first-boot-pending exists.
+# banger-first-boot.service (or /etc/init.d/banger-first-boot, or a line in
+# busybox's /etc/inittab) while /var/lib/banger/first-boot-pending exists.
 # The marker is removed only when everything succeeded, so a failed first
 # boot (no network yet, a mirror down) is retried on the next boot.
 #
@@ -17,7 +18,11 @@
 # Under banger-init (PID 1 of images without an init, which sets
 # BANGER_INIT=1) no service manager is asked for anything: the script
 # installs OpenSSH and generates host keys, and banger-init starts
-# `sshd -D -e` once the script has exited.
+# `sshd -D -e` once the script has exited. Otherwise BANGER_INIT_SYSTEM
+# (sysvinit, openrc, busybox; set by banger's service definitions for those
+# init systems) says how to enable and start sshd; unset, the script uses
+# whichever of systemctl, rc-service and update-rc.d is installed, in that
+# order.
 #
 # BANGER_ROOT (default empty) prefixes every file the script reads or
 # writes, so tests can run it against a fake root. Exit status: 0 on
@@ -115,7 +120,19 @@ generate_host_keys() {
 start_sshd() {
     if [ "${BANGER_INIT:-}" = 1 ]; then
         log "banger-init is PID 1; it starts sshd after first boot"
-    elif have systemctl; then
+        return 0
+    fi
+    case ${BANGER_INIT_SYSTEM:-} in
+        sysvinit) start_sshd_sysvinit ;;
+        openrc) start_sshd_openrc ;;
+        busybox) start_sshd_busybox ;;
+        *) start_sshd_any ;;
+    esac
+}
+
+# No init system named: whichever service manager is installed.
+start_sshd_any() {
+    if have systemctl; then
         systemctl enable "$UNIT.service" &&
             # --no-block: we run during boot; waiting for the job could
             # deadlock on ordering.
@@ -123,10 +140,58 @@ start_sshd() {
     elif have rc-service; then
         rc-update add "$UNIT" default &&
             rc-service "$UNIT" start
+    elif have update-rc.d; then
+        start_sshd_sysvinit
     else
-        log "no service manager (systemctl or rc-service) found to start $UNIT"
+        log "no service manager (systemctl, rc-service or update-rc.d) found to start $UNIT"
         return 1
     fi
+}
+
+# sysv-rc: links in /etc/rc?.d, then start it now. apt's postinst has
+# usually done both already; both are idempotent. "service" runs the
+# script directly, where invoke-rc.d would obey a policy-rc.d that images
+# built for containers often carry to forbid starting daemons.
+start_sshd_sysvinit() {
+    update-rc.d "$UNIT" defaults || return 1
+    if have service; then
+        service "$UNIT" start
+    else
+        "$ROOT/etc/init.d/$UNIT" start
+    fi
+}
+
+# OpenRC, from banger-first-boot's start(): that service is ordered before
+# sshd, so a plain "rc-service sshd start" would wait for it, i.e. for
+# itself, until OpenRC gives up after 60 seconds. --nodeps starts sshd now;
+# what it needs (the network) is up already.
+start_sshd_openrc() {
+    rc-update add "$UNIT" default &&
+        rc-service --nodeps "$UNIT" start
+}
+
+# busybox init: banger's /etc/inittab respawns
+# /usr/local/lib/banger/busybox/banger-sshd, which starts sshd as soon as
+# this script removes the marker, and on every later boot. Starting sshd
+# here as well would race it for port 22, so only without that line (first
+# boot run by hand) is sshd started directly.
+start_sshd_busybox() {
+    if inittab_has /usr/local/lib/banger/busybox/banger-sshd; then
+        log "sshd is started by /etc/inittab once first boot is done"
+        return 0
+    fi
+    mkdir -p "$ROOT/run/sshd" && sshd
+}
+
+# Whether /etc/inittab has a line containing $1.
+inittab_has() {
+    [ -r "$ROOT/etc/inittab" ] || return 1
+    while IFS= read -r line || [ -n "$line" ]; do
+        case $line in
+            *"$1"*) return 0 ;;
+        esac
+    done < "$ROOT/etc/inittab"
+    return 1
 }
 
 main() {

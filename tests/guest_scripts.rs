@@ -124,7 +124,7 @@ impl Sandbox {
         self.run_with(shell, script, &[])
     }
 
-    /// Like `run` with extra environment variables.
+    /// [`Sandbox::run`] with extra environment variables.
     fn run_with(&self, shell: &(Shell, PathBuf), script: &str, env: &[(&str, &str)]) -> Output {
         Command::new(&shell.1)
             .args(shell.0 .1)
@@ -454,6 +454,116 @@ fn under_banger_init_no_service_manager_is_used() {
             assert!(stderr(&out).contains("banger-init is PID 1"), "{context}");
             assert!(!sandbox.exists(MARKER), "{context}");
         }
+    }
+}
+
+/// first-boot.sh as banger's sysvinit, OpenRC and busybox services run it
+/// (`BANGER_INIT_SYSTEM`): each enables and starts sshd its own way.
+#[test]
+fn first_boot_starts_sshd_the_way_each_init_system_does() {
+    let apt = [
+        "DEBIAN_FRONTEND=noninteractive apt-get -o APT::Update::Error-Mode=any update",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server",
+        "ssh-keygen -A -f ROOT",
+    ];
+    for shell in shells() {
+        // sysvinit: update-rc.d, then service (not invoke-rc.d, which obeys
+        // a policy-rc.d). systemctl may be installed and is not used.
+        let sandbox = first_boot_sandbox("ID=debian\n");
+        sandbox.stubs(&["update-rc.d", "service"]);
+        let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT_SYSTEM", "sysvinit")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut want: Vec<String> = apt.iter().map(|s| s.to_string()).collect();
+        want.extend([
+            "update-rc.d ssh defaults".into(),
+            "service ssh start".into(),
+        ]);
+        assert_eq!(sandbox.calls(), want);
+        assert!(!sandbox.exists(MARKER));
+
+        // sysvinit without "service": the script itself.
+        let sandbox = first_boot_sandbox("ID=debian\n");
+        sandbox.stub("update-rc.d");
+        sandbox.write(
+            "/etc/init.d/ssh",
+            "#!/bin/sh\nprintf '%s\\n' \"init.d/ssh $*\" >> \"$STUB_LOG\"\n",
+        );
+        let script = sandbox.root.join("etc/init.d/ssh");
+        fs::set_permissions(script, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT_SYSTEM", "sysvinit")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            sandbox.calls()[3..],
+            ["update-rc.d ssh defaults", "init.d/ssh start"]
+        );
+
+        // OpenRC, from inside banger-first-boot's start(): --nodeps.
+        let sandbox = first_boot_sandbox("ID=alpine\n");
+        let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT_SYSTEM", "openrc")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            sandbox.calls(),
+            [
+                "apk add --no-cache openssh-server",
+                "ssh-keygen -A -f ROOT",
+                "rc-update add sshd default",
+                "rc-service --nodeps sshd start",
+            ]
+        );
+
+        // busybox with banger's inittab: sshd is left to the respawn line,
+        // which starts it once the marker is gone.
+        let sandbox = first_boot_sandbox("ID=alpine\n");
+        sandbox.stub("sshd");
+        sandbox.write(
+            "/etc/inittab",
+            "::sysinit:/etc/init.d/rcS\n::respawn:/usr/local/lib/banger/busybox/banger-sshd\n",
+        );
+        let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT_SYSTEM", "busybox")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            sandbox.calls(),
+            ["apk add --no-cache openssh-server", "ssh-keygen -A -f ROOT"]
+        );
+        assert!(
+            stderr(&out).contains("started by /etc/inittab"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!sandbox.exists(MARKER));
+
+        // busybox without that line (first boot run by hand): sshd now.
+        let sandbox = first_boot_sandbox("ID=alpine\n");
+        sandbox.stub("sshd");
+        sandbox.write("/etc/inittab", "::sysinit:/etc/init.d/rcS\n");
+        let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT_SYSTEM", "busybox")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(sandbox.calls().last().map(String::as_str), Some("sshd "));
+        assert!(sandbox.root.join("run/sshd").is_dir());
+        sandbox.fail("sshd");
+        sandbox.write(MARKER, "");
+        let out = sandbox.run_with(&shell, FIRST_BOOT, &[("BANGER_INIT_SYSTEM", "busybox")]);
+        assert_eq!(out.status.code(), Some(1), "a failed sshd keeps the marker");
+        assert!(sandbox.exists(MARKER));
+    }
+}
+
+/// Without BANGER_INIT_SYSTEM and with neither systemctl nor rc-service, a
+/// Debian with sysv-rc (update-rc.d) is handled too.
+#[test]
+fn first_boot_falls_back_to_update_rc_d() {
+    for shell in shells() {
+        let sandbox = first_boot_sandbox("ID=debian\n");
+        fs::remove_file(sandbox.bin.join("systemctl")).unwrap();
+        fs::remove_file(sandbox.bin.join("rc-service")).unwrap();
+        sandbox.stubs(&["update-rc.d", "service"]);
+        let out = sandbox.run(&shell, FIRST_BOOT);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let calls = sandbox.calls();
+        assert_eq!(
+            calls[calls.len() - 2..],
+            ["update-rc.d ssh defaults", "service ssh start"]
+        );
     }
 }
 

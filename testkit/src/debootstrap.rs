@@ -13,8 +13,21 @@ use crate::skip::Skip;
 /// here: no debootstrap, not root, or no network. Panics if debootstrap
 /// itself fails.
 pub fn debootstrap_tree() -> Option<PathBuf> {
+    run(None)
+}
+
+/// Like [`debootstrap_tree`], for one flavor of `scripts/debootstrap-tree`:
+/// `systemd` (the same tree as [`debootstrap_tree`]), `minbase` (no init at
+/// all), `sysvinit` (sysvinit-core with sysv-rc and insserv) or `openrc`
+/// (that tree with Debian's openrc installed). Each is cached in its own
+/// directory. Panics for an unknown flavor.
+pub fn debootstrap_tree_flavor(flavor: &str) -> Option<PathBuf> {
+    run(Some(flavor))
+}
+
+fn run(flavor: Option<&str>) -> Option<PathBuf> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/debootstrap-tree");
-    let output = match Command::new("bash").arg(script).output() {
+    let output = match Command::new("bash").arg(script).args(flavor).output() {
         Ok(output) => output,
         Err(e) => {
             Skip(format!("cannot run {script}: {e}")).report();
