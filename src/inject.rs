@@ -22,9 +22,9 @@
 
 use std::sync::Arc;
 
-use banger_ext4::tree::{
-    FileContent, Metadata, NodeId, NodeKind, ResolveError, Timestamp, Tree, TreeError,
-};
+use banger_ext4::tree::{FileContent, Metadata, NodeId, NodeKind, Timestamp, Tree};
+
+use crate::guest::place::{place, PlaceError};
 
 /// The vsock port the agent listens on unless [`InjectOptions`] says
 /// otherwise. The same default as `banger-vsock-agent --port`.
@@ -53,8 +53,6 @@ pub const MODULES_LOAD_PATH: &str = "/etc/modules-load.d/banger-vsock.conf";
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where the enabling symlinks go, as `systemctl enable` would put them.
 pub const WANTS_DIR: &str = "/etc/systemd/system/multi-user.target.wants";
-/// Paths whose presence shows the image boots with systemd.
-pub const SYSTEMD_PATHS: [&str; 2] = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"];
 
 /// Unit name of the agent.
 pub const AGENT_UNIT: &str = "banger-vsock-agent.service";
@@ -99,34 +97,8 @@ impl InjectOptions {
 /// What [`inject_agents`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InjectReport {
-    /// Things the user should know, e.g. that the image has no systemd.
-    pub warnings: Vec<String>,
     /// Every path written, in the order written.
     pub paths: Vec<String>,
-}
-
-/// Why the agents could not be injected.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum InjectError {
-    /// A parent of `path` could not be resolved or created, e.g. because a
-    /// regular file stands where a directory must be.
-    #[error("cannot place {path}: {source}")]
-    Resolve {
-        /// The guest path being written.
-        path: String,
-        /// What went wrong.
-        #[source]
-        source: ResolveError,
-    },
-    /// Linking the new entry failed.
-    #[error("cannot place {path}: {source}")]
-    Link {
-        /// The guest path being written.
-        path: String,
-        /// What went wrong.
-        #[source]
-        source: TreeError,
-    },
 }
 
 /// What one injected path holds.
@@ -202,100 +174,25 @@ pub fn guest_files(opts: &InjectOptions) -> Vec<GuestFile> {
 }
 
 /// Adds the guest agents to `tree`, replacing whatever is at their paths.
-pub fn inject_agents(tree: &mut Tree, opts: &InjectOptions) -> Result<InjectReport, InjectError> {
+/// Which init system runs them is [`crate::guest`]'s business.
+pub fn inject_agents(tree: &mut Tree, opts: &InjectOptions) -> Result<InjectReport, PlaceError> {
     let mut report = InjectReport::default();
-    if !has_systemd(tree) {
-        report.warnings.push(format!(
-            "the image has no systemd ({} or {}): the banger units are installed but will not \
-             run; start {AGENT_PATH}, {NETWORK_SCRIPT_PATH} and {FIRST_BOOT_SCRIPT_PATH} from \
-             the image's own init",
-            SYSTEMD_PATHS[0], SYSTEMD_PATHS[1]
-        ));
-    }
     let dir_meta = Metadata::new(MODE_EXEC, opts.time);
     for file in guest_files(opts) {
-        let resolved = tree
-            .resolve_parent(file.path.as_bytes(), Some(&dir_meta))
-            .map_err(|source| InjectError::Resolve {
-                path: file.path.clone(),
-                source,
-            })?;
         let kind = match file.content {
             GuestContent::File(bytes) => NodeKind::File(FileContent::from_bytes(bytes)),
             GuestContent::Symlink(target) => NodeKind::Symlink(target.into_bytes()),
         };
-        let node = tree.add(kind, Metadata::new(file.mode, opts.time));
-        tree.link(resolved.parent, &resolved.name, node)
-            .map_err(|source| InjectError::Link {
-                path: file.path.clone(),
-                source,
-            })?;
+        place(
+            tree,
+            &file.path,
+            kind,
+            Metadata::new(file.mode, opts.time),
+            &dir_meta,
+        )?;
         report.paths.push(file.path);
     }
-    report.warnings.extend(first_boot_warning(tree));
     Ok(report)
-}
-
-/// Most bytes of an os-release file read; real ones are under 1 KiB.
-const MAX_OS_RELEASE_BYTES: usize = 64 << 10;
-
-/// A warning when `assets/first-boot.sh` will not be able to install an SSH
-/// server in this tree: no os-release (`/etc/os-release`, else
-/// `/usr/lib/os-release`, symlinks followed inside the tree), or one naming
-/// a distribution the script does not know.
-///
-/// Only contents still held as a [`FileContent::Source`] can be read; an
-/// os-release already placed into an image (`FileContent::Placed`) is
-/// skipped without a warning, since its bytes are no longer at hand.
-pub fn first_boot_warning(tree: &mut Tree) -> Option<String> {
-    use crate::os_release::{package_manager, OsRelease, OS_RELEASE_PATHS};
-    let found = OS_RELEASE_PATHS.iter().find_map(|path| {
-        let id = lookup_following(tree, path)?;
-        match &tree.node(id).kind {
-            NodeKind::File(content) => Some((*path, content.clone())),
-            _ => None,
-        }
-    });
-    let Some((path, content)) = found else {
-        return Some(format!(
-            "the image has neither {} nor {}: first boot cannot identify the distribution \
-             and will not install an SSH server",
-            OS_RELEASE_PATHS[0], OS_RELEASE_PATHS[1]
-        ));
-    };
-    let FileContent::Source(source) = content else {
-        return None;
-    };
-    let len =
-        usize::try_from(source.len()).map_or(MAX_OS_RELEASE_BYTES, |n| n.min(MAX_OS_RELEASE_BYTES));
-    let mut bytes = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        match source.read_at(done as u64, &mut bytes[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) => return Some(format!("cannot read {path} to check the distribution: {e}")),
-        }
-    }
-    bytes.truncate(done);
-    let os = OsRelease::parse_bytes(&bytes);
-    if package_manager(&os).is_some() {
-        return None;
-    }
-    Some(format!(
-        "{path} names ID={} ID_LIKE={:?}, which first boot does not know: it will not install \
-         an SSH server (supported: Debian, Alpine, Fedora/RHEL, Arch, openSUSE families)",
-        os.id.as_deref().unwrap_or("(none)"),
-        os.id_like.join(" ")
-    ))
-}
-
-/// Whether the tree holds a systemd binary at one of [`SYSTEMD_PATHS`],
-/// following symlinks the way the guest kernel would.
-pub fn has_systemd(tree: &mut Tree) -> bool {
-    SYSTEMD_PATHS
-        .iter()
-        .any(|path| matches!(lookup_following(tree, path), Some(id) if matches!(tree.node(id).kind, NodeKind::File(_))))
 }
 
 /// Looks up `path`, following symlinks in every component, the last one
@@ -472,17 +369,6 @@ mod tests {
     fn scratch_image_gets_every_file_with_exact_types_modes_and_owners() {
         let mut tree = Tree::new(meta(0o755));
         let report = inject_agents(&mut tree, &opts()).unwrap();
-        assert_eq!(report.warnings.len(), 2);
-        assert!(
-            report.warnings[0].contains("no systemd"),
-            "{:?}",
-            report.warnings
-        );
-        assert!(
-            report.warnings[1].contains("neither /etc/os-release nor /usr/lib/os-release"),
-            "{:?}",
-            report.warnings
-        );
         assert_eq!(
             injection_mismatches(&mut tree, &opts()),
             Vec::<String>::new()
@@ -573,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn merged_usr_image_with_systemd_gets_no_warning_and_existing_files_are_replaced() {
+    fn existing_files_at_injected_paths_are_replaced() {
         let mut tree = merged_usr_tree();
         let old_unit = file(
             &mut tree,
@@ -592,8 +478,7 @@ mod tests {
         let other = "/etc/systemd/system/multi-user.target.wants/cron.service";
         symlink(&mut tree, other, "/lib/systemd/system/cron.service");
 
-        let report = inject_agents(&mut tree, &opts()).unwrap();
-        assert_eq!(report.warnings, Vec::<String>::new());
+        inject_agents(&mut tree, &opts()).unwrap();
         assert_eq!(
             injection_mismatches(&mut tree, &opts()),
             Vec::<String>::new()
@@ -662,105 +547,12 @@ mod tests {
     }
 
     #[test]
-    fn systemd_is_found_through_symlinks_and_dangling_links_do_not_count() {
-        let mut tree = Tree::new(meta(0o755));
-        symlink(&mut tree, "/lib", "usr/lib");
-        symlink(
-            &mut tree,
-            "/usr/lib/systemd/systemd",
-            "../../../opt/systemd-252",
-        );
-        assert!(!has_systemd(&mut tree), "dangling");
-        file(&mut tree, "/etc/os-release", b"ID=alpine\n");
-        let report = inject_agents(&mut tree.clone(), &opts()).unwrap();
-        assert!(report.warnings[0].contains("/usr/lib/systemd/systemd"));
-        file(&mut tree, "/opt/systemd-252", b"\x7fELF");
-        assert!(has_systemd(&mut tree));
-        let report = inject_agents(&mut tree, &opts()).unwrap();
-        assert_eq!(report.warnings, Vec::<String>::new());
-
-        // Only the non-usr path, no merged-usr.
-        let mut tree = Tree::new(meta(0o755));
-        file(&mut tree, "/lib/systemd/systemd", b"\x7fELF");
-        assert!(has_systemd(&mut tree));
-        // A directory named systemd is not systemd.
-        let mut tree = Tree::new(meta(0o755));
-        tree.resolve_parent(b"/lib/systemd/systemd/x", Some(&meta(0o755)))
-            .unwrap();
-        assert!(!has_systemd(&mut tree));
-    }
-
-    #[test]
-    fn an_unknown_or_missing_distribution_is_warned_about() {
-        let warnings = |tree: &mut Tree| inject_agents(tree, &opts()).unwrap().warnings;
-        let mut tree = merged_usr_tree();
-        assert_eq!(warnings(&mut tree), Vec::<String>::new());
-        assert_eq!(first_boot_warning(&mut tree), None);
-
-        // /etc/os-release wins over /usr/lib/os-release.
-        let mut tree = merged_usr_tree();
-        tree.resolve_parent(b"/etc/os-release", None)
-            .map(|r| tree.unlink(r.parent, &r.name))
-            .unwrap();
-        file(&mut tree, "/etc/os-release", b"ID=nixos\nID_LIKE=\"\"\n");
-        let w = warnings(&mut tree);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("/etc/os-release names ID=nixos"), "{w:?}");
-
-        // A dangling /etc/os-release falls back to /usr/lib/os-release.
-        let mut tree = merged_usr_tree();
-        tree.resolve_parent(b"/usr/lib/os-release", None)
-            .map(|r| tree.unlink(r.parent, &r.name))
-            .unwrap();
-        file(&mut tree, "/usr/lib/os-release", b"ID=gentoo\n");
-        tree.resolve_parent(b"/etc/os-release", None)
-            .map(|r| tree.unlink(r.parent, &r.name))
-            .unwrap();
-        symlink(&mut tree, "/etc/os-release", "/nowhere");
-        let w = warnings(&mut tree);
-        assert!(
-            w[0].contains("/usr/lib/os-release names ID=gentoo"),
-            "{w:?}"
-        );
-
-        // Neither file (the dangling link does not count).
-        let mut tree = merged_usr_tree();
-        tree.resolve_parent(b"/usr/lib/os-release", None)
-            .map(|r| tree.unlink(r.parent, &r.name))
-            .unwrap();
-        let w = warnings(&mut tree);
-        assert!(w[0].contains("first boot cannot identify"), "{w:?}");
-
-        // A derivative known through ID_LIKE needs no warning.
-        let mut tree = merged_usr_tree();
-        file(
-            &mut tree,
-            "/usr/lib/os-release",
-            b"ID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
-        );
-        assert_eq!(warnings(&mut tree), Vec::<String>::new());
-    }
-
-    #[test]
-    fn an_os_release_already_placed_in_the_image_is_skipped_silently() {
-        let mut tree = merged_usr_tree();
-        file(&mut tree, "/usr/lib/os-release", b"");
-        let id = lookup_following(&mut tree, "/etc/os-release").unwrap();
-        tree.node_mut(id).kind =
-            NodeKind::File(FileContent::Placed(banger_ext4::tree::PlacedData {
-                size: 9,
-                extents: Vec::new(),
-            }));
-        assert_eq!(first_boot_warning(&mut tree), None);
-    }
-
-    #[test]
     fn a_file_where_a_parent_directory_must_be_is_an_error() {
         let mut tree = Tree::new(meta(0o755));
         file(&mut tree, "/usr/local/lib", b"not a dir");
         let err = inject_agents(&mut tree, &opts()).unwrap_err();
         assert!(
-            matches!(&err, InjectError::Resolve { path, source: ResolveError::NotADirectory(_) }
+            matches!(&err, PlaceError::Resolve { path, source: banger_ext4::tree::ResolveError::NotADirectory(_) }
                 if path == NETWORK_SCRIPT_PATH),
             "{err:?}"
         );
@@ -810,13 +602,12 @@ mod tests {
         }
         // The agent's "vsock unavailable" exit status is not restarted.
         assert!(agent.contains("RestartPreventExitStatus=69\n"));
-        for module in [
-            "vsock",
-            "vmw_vsock_virtio_transport_common",
-            "vmw_vsock_virtio_transport",
-        ] {
-            assert!(MODULES_LOAD.lines().any(|l| l == module), "{module}");
-        }
+        // The list loaded at boot is the set banger writes into images.
+        let listed: Vec<&str> = MODULES_LOAD
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(listed, crate::modules::GUEST_MODULES);
     }
 
     /// Writes `files` under `root` on the real filesystem, modes included.

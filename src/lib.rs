@@ -6,6 +6,7 @@ pub use banger_ext4 as ext4;
 pub mod cache;
 pub mod catalog;
 pub mod flatten;
+pub mod guest;
 pub mod initsys;
 pub mod inject;
 pub mod kernel;

@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256};
 use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
 use crate::ext4::tree::{Metadata, Timestamp};
 use crate::flatten::{FlattenError, Flattener, Limits, TarError};
-use crate::inject::{inject_agents, InjectError, InjectOptions};
+use crate::guest::modules::ModulesPlan;
+use crate::guest::{prepare_guest, GuestError, GuestOptions, GuestReport, InitChoice};
 use crate::layer::verify_diff_id;
 use crate::readahead::{ReadAhead, CHUNK};
 use crate::source::{self, ImageSource, ProgressEvent, ResolveOptions, ResolvedImage, SourceError};
@@ -31,13 +32,35 @@ pub struct RootfsRequest {
     pub size: Option<u64>,
     /// Registry, platform and cache settings.
     pub resolve: ResolveOptions,
-    /// Inject the guest agents, their health agent listening on this vsock
-    /// port; `None` leaves the image as the layers say.
-    pub agents_vsock_port: Option<u32>,
+    /// Make the image boot into a working guest (agents, init, kernel
+    /// modules); `None` leaves the image as the layers say.
+    pub guest: Option<GuestSettings>,
     /// Limits against tar bombs.
     pub limits: Limits,
     /// `SOURCE_DATE_EPOCH`: the time written for what banger itself creates.
     pub source_date_epoch: Option<i64>,
+}
+
+/// What banger adds to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestSettings {
+    /// The vsock port the health agent listens on.
+    pub vsock_port: u32,
+    /// Which init system to set the services up for.
+    pub init: InitChoice,
+    /// The kernel modules to write, when the image gets a kernel.
+    pub modules: Option<ModulesPlan>,
+}
+
+impl GuestSettings {
+    /// The agents on `vsock_port`, the init detected, no modules.
+    pub fn new(vsock_port: u32) -> Self {
+        Self {
+            vsock_port,
+            init: InitChoice::Auto,
+            modules: None,
+        }
+    }
 }
 
 /// What was built.
@@ -47,8 +70,15 @@ pub struct RootfsReport {
     pub image: ResolvedImage,
     /// The filesystem written.
     pub summary: ImageSummary,
-    /// Warnings from agent injection.
-    pub warnings: Vec<String>,
+    /// What was set up in the guest, with its warnings; `None` without agents.
+    pub guest: Option<GuestReport>,
+}
+
+impl RootfsReport {
+    /// Warnings for the user.
+    pub fn warnings(&self) -> &[String] {
+        self.guest.as_ref().map_or(&[], |g| g.warnings.as_slice())
+    }
 }
 
 /// Why `banger rootfs` failed. Nothing is left at the output path.
@@ -63,9 +93,10 @@ pub enum RootfsError {
     /// A layer's stream is corrupt or truncated (the message names the layer).
     #[error(transparent)]
     Layer(std::io::Error),
-    /// The agents could not be injected.
+    /// The guest could not be prepared (agents, init, kernel modules).
+    /// Boxed: its module and init-system errors are large and rare.
     #[error(transparent)]
-    Inject(#[from] InjectError),
+    Guest(Box<GuestError>),
     /// The filesystem could not be written.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -80,6 +111,12 @@ pub enum RootfsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<GuestError> for RootfsError {
+    fn from(error: GuestError) -> Self {
+        Self::Guest(Box::new(error))
+    }
 }
 
 /// Resolves the source (downloading into the cache) and writes the image.
@@ -153,9 +190,19 @@ pub fn write_rootfs(
     }
     request.resolve.report(ProgressEvent::Finishing);
     let mut tree = flattener.finish();
-    let warnings = match request.agents_vsock_port {
-        Some(vsock_port) => inject_agents(&mut tree, &InjectOptions { vsock_port, time })?.warnings,
-        None => Vec::new(),
+    let guest = match &request.guest {
+        Some(settings) => Some(prepare_guest(
+            &mut tree,
+            &mut builder,
+            &GuestOptions {
+                vsock_port: settings.vsock_port,
+                init: settings.init.clone(),
+                modules: settings.modules.clone(),
+                runtime: image.config.runtime(),
+                time,
+            },
+        )?),
+        None => None,
     };
     let summary = builder.finish(&tree)?;
     staged
@@ -165,7 +212,7 @@ pub fn write_rootfs(
     Ok(RootfsReport {
         image,
         summary,
-        warnings,
+        guest,
     })
 }
 
@@ -428,7 +475,7 @@ mod tests {
             output,
             size: None,
             resolve: ResolveOptions::new(PathBuf::from("/nonexistent")),
-            agents_vsock_port: None,
+            guest: None,
             limits: Limits::default(),
             source_date_epoch: Some(0),
         }

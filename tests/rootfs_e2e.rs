@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use banger::ext4::tree::{FileContent, MemoryStore, Metadata, NodeId, NodeKind, Timestamp, Tree};
 use banger::flatten::{Flattener, Limits};
-use banger::inject::{inject_agents, InjectOptions};
+use banger::inject::{inject_agents, InjectOptions, INIT_BINARY};
 use banger_testkit::debugfs::{parse_stat, run_batch};
 use banger_testkit::{assert_fsck_clean, assert_image_matches_tree, CompareOptions};
 use sha2::{Digest as _, Sha256};
@@ -290,9 +290,21 @@ fn rootfs_tar() -> Vec<u8> {
 
 // ------------------------------------------------------------ the oracle
 
+/// What banger-init reads in an image from `support::oci::config_json`
+/// (registry, `oci:` and `docker-archive:` sources), written by hand.
+const OCI_INIT_JSON: &str = concat!(
+    r#"{"vsock_port":52,"entrypoint":["/bin/sh"],"cmd":["-c","true"],"#,
+    r#""env":["PATH=/usr/bin:/bin"],"working_dir":"/root"}"#,
+    "\n"
+);
+/// The same for a `tar:` source, which has no config.
+const TAR_INIT_JSON: &str = "{\"vsock_port\":52}\n";
+
 /// What the flattened layers say: the same tars flattened independently into
-/// memory, then the agents injected as `banger rootfs` injects them.
-fn expected_tree(layers: &[Vec<u8>], agents: bool) -> Tree {
+/// memory, then, with `init_json`, what `banger rootfs` adds to an image
+/// without an init: the agents, banger's init as `/sbin/init` and its
+/// configuration.
+fn expected_tree(layers: &[Vec<u8>], init_json: Option<&str>) -> Tree {
     let time = Timestamp::from_secs(EPOCH);
     let mut store = MemoryStore;
     let mut flattener = Flattener::new(&mut store, Limits::default(), Metadata::new(0o755, time));
@@ -302,8 +314,31 @@ fn expected_tree(layers: &[Vec<u8>], agents: bool) -> Tree {
             .expect("the test's own layers flatten");
     }
     let mut tree = flattener.finish();
-    if agents {
+    if let Some(init_json) = init_json {
         inject_agents(&mut tree, &InjectOptions::new(time)).expect("inject");
+        let dir = Metadata::new(0o755, time);
+        let mut put = |path: &str, kind: NodeKind, mode: u16| {
+            let parent = tree
+                .resolve_parent(path.as_bytes(), Some(&dir))
+                .expect("parent");
+            let node = tree.add(kind, Metadata::new(mode, time));
+            tree.link(parent.parent, &parent.name, node).expect("link");
+        };
+        put(
+            "/usr/local/sbin/banger-init",
+            NodeKind::File(FileContent::from_bytes(INIT_BINARY)),
+            0o755,
+        );
+        put(
+            "/etc/banger/init.json",
+            NodeKind::File(FileContent::from_bytes(init_json.as_bytes().to_vec())),
+            0o644,
+        );
+        put(
+            "/sbin/init",
+            NodeKind::Symlink(b"/usr/local/sbin/banger-init".to_vec()),
+            0o777,
+        );
     }
     tree
 }
@@ -526,7 +561,7 @@ fn registry_oci_manifest_gzip_and_zstd_layers_with_agents() {
     registry.push(&layout.dir, "v1", "e2e/rich", &[]);
     let reference = format!("{}/e2e/rich:v1", registry.host());
 
-    let expected = expected_tree(&layers, true);
+    let expected = expected_tree(&layers, Some(OCI_INIT_JSON));
     let (img, output) = work.rootfs(&reference, "rich.ext4", &[], None);
     assert_built(&output, &img, &expected);
     let cached = cache_entries(&work.cache());
@@ -581,7 +616,7 @@ fn registry_docker_schema2_gzip_layers_no_agents() {
         &["--no-agents", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&layers, false));
+    assert_built(&output, &img, &expected_tree(&layers, None));
 }
 
 #[test]
@@ -600,14 +635,14 @@ fn registry_two_platform_index() {
         &["--no-agents", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&amd64, false));
+    assert_built(&output, &img, &expected_tree(&amd64, None));
     let (img, output) = work.rootfs(
         &reference,
         "arm64.ext4",
         &["--platform", "linux/arm64/v8", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&arm64, true));
+    assert_built(&output, &img, &expected_tree(&arm64, Some(OCI_INIT_JSON)));
     let (img, output) = work.rootfs(
         &reference,
         "s390x.ext4",
@@ -639,14 +674,14 @@ fn oci_layout_with_and_without_tag() {
         &["--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&layers, true));
+    assert_built(&output, &img, &expected_tree(&layers, Some(OCI_INIT_JSON)));
     let (img, output) = work.rootfs(
         &format!("oci:{dir}"),
         "untagged.ext4",
         &["--no-agents", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&layers, false));
+    assert_built(&output, &img, &expected_tree(&layers, None));
     // A local layout is read in place: nothing enters the cache.
     assert_eq!(cache_entries(&work.cache()), Vec::<String>::new());
 }
@@ -664,14 +699,14 @@ fn docker_archive_in_docker_save_format() {
 
     let source = format!("docker-archive:{}", archive.display());
     let (img, output) = work.rootfs(&source, "archive.ext4", &["--size", "64M"], None);
-    assert_built(&output, &img, &expected_tree(&layers, true));
+    assert_built(&output, &img, &expected_tree(&layers, Some(OCI_INIT_JSON)));
 }
 
 #[test]
 fn tar_file_plain_gzip_and_zstd() {
     let work = Work::new();
     let tar = rootfs_tar();
-    let expected_plain = expected_tree(std::slice::from_ref(&tar), false);
+    let expected_plain = expected_tree(std::slice::from_ref(&tar), None);
     assert!(
         expected_plain.lookup_path(b"/etc/.wh.nothing").is_none(),
         "the oracle keeps a whiteout marker"
@@ -696,9 +731,37 @@ fn tar_file_plain_gzip_and_zstd() {
         assert_built(
             &output,
             &img,
-            &expected_tree(std::slice::from_ref(&tar), agents),
+            &expected_tree(std::slice::from_ref(&tar), agents.then_some(TAR_INIT_JSON)),
         );
     }
+}
+
+/// The layers' own os-release is read back from the image being written
+/// (its data is already in place when the guest is prepared), so first
+/// boot's warning names a distribution it does not know.
+#[test]
+fn an_unknown_distribution_in_the_layers_is_warned_about() {
+    let work = Work::new();
+    let mut tar = LayerTar::new();
+    tar.dir("etc", 0o755)
+        .file("etc/os-release", 0o644, b"NAME=Plan 9\nID=plan9\n");
+    let file = work.path("plan9.tar");
+    fs::write(&file, tar.finish()).unwrap();
+    let (img, output) = work.rootfs(
+        &format!("tar:{}", file.display()),
+        "plan9.ext4",
+        &["--size", "64M"],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "warning: /etc/os-release names ID=plan9 ID_LIKE=\"\", which first boot does not know"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert_fsck_clean(&img);
 }
 
 #[test]
@@ -711,7 +774,7 @@ fn tar_from_stdin() {
         &["--size", "64M"],
         Some(compress(&tar, Comp::Zstd)),
     );
-    assert_built(&output, &img, &expected_tree(&[tar], true));
+    assert_built(&output, &img, &expected_tree(&[tar], Some(TAR_INIT_JSON)));
 }
 
 // ------------------------------------------------------------ bad input
@@ -724,7 +787,7 @@ fn path_traversal_lands_inside_the_root() {
         .raw_file(b"/abs/file", b"absolute\n")
         .raw_file(b"a/../../../escaped", b"escaped\n");
     let tar = t.finish();
-    let expected = expected_tree(std::slice::from_ref(&tar), false);
+    let expected = expected_tree(std::slice::from_ref(&tar), None);
     for path in [&b"/etc/passwd"[..], &b"/abs/file"[..], &b"/escaped"[..]] {
         assert!(
             expected.lookup_path(path).is_some(),
@@ -960,7 +1023,11 @@ fn too_small_size_names_the_size_needed() {
         &["--size", &size],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&[rootfs_tar()], true));
+    assert_built(
+        &output,
+        &img,
+        &expected_tree(&[rootfs_tar()], Some(TAR_INIT_JSON)),
+    );
     assert_eq!(fs::metadata(&img).unwrap().len(), needed);
 }
 

@@ -32,7 +32,7 @@ mod path;
 mod pax;
 mod sparse;
 mod tar_header;
-mod tar_reader;
+pub(crate) mod tar_reader;
 mod whiteout;
 
 use std::io::Read;
