@@ -329,7 +329,8 @@ fn catalog_entries_pull_their_image_and_kernel_artifact() {
     env.set("BANGER_CATALOG", &catalog.display().to_string());
     env.set("BANGER_KERNEL_CATALOG", &kernels.display().to_string());
 
-    env.ok(&["image", "pull", "tiny-1.0"]);
+    // The fake kernel's modules layer has no modules to write.
+    env.ok(&["image", "pull", "tiny-1.0", "--modules", "none"]);
     let shown = env.json(&["image", "show", "tiny-1.0", "--json"]);
     assert_eq!(shown["managed"], true);
     assert_eq!(shown["kernel"], "k61");
@@ -347,7 +348,15 @@ fn catalog_entries_pull_their_image_and_kernel_artifact() {
 
     // The kernel is installed once; a second image reuses it without the registry
     // serving the artifact again (its blobs are kept by prune too).
-    env.ok(&["image", "pull", "tiny-1.0", "--name", "tiny2"]);
+    env.ok(&[
+        "image",
+        "pull",
+        "tiny-1.0",
+        "--name",
+        "tiny2",
+        "--modules",
+        "none",
+    ]);
     assert_eq!(
         env.json(&["image", "show", "tiny2", "--json"])["kernel"],
         "k61"
@@ -401,7 +410,25 @@ fn kernel_import_and_a_local_kernel_ref() {
         4,
     );
     let source = format!("oci:{}:v1", layout.display());
-    env.ok(&["image", "pull", &source, "--kernel-ref", "mine"]);
+    // Its modules are not ELF: writing them is refused, and nothing is published.
+    let err = env.fails(
+        &["image", "pull", &source, "--kernel-ref", "mine", "--quiet"],
+        1,
+    );
+    assert!(
+        err.contains("cannot read the kernel's modules: kernel/virtio.ko: malformed module"),
+        "{err}"
+    );
+    assert!(env.list().is_empty(), "a failed pull publishes nothing");
+    env.ok(&[
+        "image",
+        "pull",
+        &source,
+        "--kernel-ref",
+        "mine",
+        "--modules",
+        "none",
+    ]);
     let shown = env.json(&["image", "show", "layout-v1", "--json"]);
     assert_eq!(shown["kernel"], "mine");
     assert_eq!(

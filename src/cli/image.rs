@@ -10,7 +10,7 @@ use banger::source::{default_cache_dir, ImageSource};
 use banger::store::pull::{pull_image, PullRequest, ROOTFS_FILE};
 use banger::store::{default_state_dir, ImageRecord, Kind, Store};
 
-use super::{parse_size, resolve_options, source_date_epoch, RegistryArgs};
+use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, RegistryArgs};
 
 const PULL_EXAMPLES: &str = "\
 REF is a catalog name (debian-bookworm, alpine-3.20; $BANGER_CATALOG overrides the
@@ -93,12 +93,8 @@ pub struct PullArgs {
     /// Platform to pick from multi-platform images.
     #[arg(long, default_value = "linux/amd64")]
     platform: String,
-    /// Inject no guest agents.
-    #[arg(long)]
-    no_agents: bool,
-    /// vsock port the health agent listens on.
-    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
-    vsock_port: u32,
+    #[command(flatten)]
+    guest: GuestArgs,
     /// Replace an existing image of the same name.
     #[arg(long)]
     force: bool,
@@ -220,7 +216,8 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
         kernel_ref: args.kernel_ref,
         size: args.size,
         resolve,
-        agents_vsock_port: (!args.no_agents).then_some(args.vsock_port),
+        guest: args.guest.settings(),
+        modules: args.guest.modules.set(),
         force: args.force,
         limits: Limits::default(),
         source_date_epoch: source_date_epoch()?,
@@ -257,6 +254,8 @@ fn image_json(store: &Store, r: &ImageRecord) -> serde_json::Value {
         "created": r.created,
         "managed": r.managed,
         "pull_id": r.pull_id,
+        "config": r.config,
+        "guest": r.guest,
         "path": dir.display().to_string(),
         "rootfs": file(ROOTFS_FILE),
         "vmlinux": file(banger::kernel::VMLINUX_FILE),

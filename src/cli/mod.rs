@@ -14,6 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use banger::guest::modules::ModuleSet;
+use banger::guest::InitChoice;
+use banger::rootfs::GuestSettings;
 use banger::source::registry::{Credentials, CredentialsFn};
 use banger::source::ResolveOptions;
 use banger::store::StoreError;
@@ -60,6 +63,64 @@ pub struct RegistryArgs {
     /// Read the password (or token) for --username from standard input.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+}
+
+/// What banger adds to the guest: options shared by `rootfs` and `image pull`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GuestArgs {
+    /// Leave the image exactly as the layers say: no agents, no init, no kernel modules.
+    #[arg(long)]
+    pub no_agents: bool,
+    /// vsock port the health agent listens on.
+    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
+    pub vsock_port: u32,
+    /// Init system to set the guest services up for: auto (detect it; banger's own
+    /// init where the image has none), systemd, sysvinit, openrc, busybox, or banger
+    /// (banger's init as /sbin/init, replacing the image's).
+    #[arg(long, default_value = "auto", value_parser = parse_init)]
+    pub init: InitChoice,
+    /// Which of the kernel's modules to write into /lib/modules: guest (what a
+    /// microVM needs: virtio, NIC, block, vsock, and their dependencies), all, or none.
+    #[arg(long = "modules", value_enum, default_value_t = ModulesArg::Guest)]
+    pub modules: ModulesArg,
+}
+
+/// `--modules`: which of the kernel's modules to write.
+#[derive(clap::ValueEnum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ModulesArg {
+    /// What a microVM guest needs, with their dependencies.
+    Guest,
+    /// Every module of the kernel.
+    All,
+    /// No modules.
+    None,
+}
+
+impl ModulesArg {
+    /// The set to write, `None` for none.
+    pub fn set(self) -> Option<ModuleSet> {
+        match self {
+            Self::Guest => Some(ModuleSet::Guest),
+            Self::All => Some(ModuleSet::All),
+            Self::None => None,
+        }
+    }
+}
+
+impl GuestArgs {
+    /// The settings, or `None` with `--no-agents`. Modules are added by the caller,
+    /// which knows the kernel.
+    pub fn settings(&self) -> Option<GuestSettings> {
+        (!self.no_agents).then(|| GuestSettings {
+            vsock_port: self.vsock_port,
+            init: self.init.clone(),
+            modules: None,
+        })
+    }
+}
+
+fn parse_init(text: &str) -> Result<InitChoice, String> {
+    banger::initsys::parse_choice(text).map_err(|e| e.to_string())
 }
 
 /// Parses `1G`, `512M`, `1048576`, `2GiB`.

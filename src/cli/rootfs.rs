@@ -4,10 +4,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use banger::flatten::Limits;
+use banger::guest::modules::{ModuleSource, ModulesPlan};
 use banger::rootfs::{build_rootfs, check_output_path, RootfsRequest};
 use banger::source::{default_cache_dir, ImageSource, ResolveOptions};
+use banger::store::{default_state_dir, Kind, Store, StoreError};
 
-use super::{parse_size, source_date_epoch};
+use super::{parse_size, source_date_epoch, GuestArgs};
 
 pub const ROOTFS_EXAMPLES: &str = "\
 Sources:
@@ -39,12 +41,18 @@ pub struct RootfsArgs {
     /// Reach this registry over plain HTTP (loopback registries always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
-    /// Leave the image as the layers say: inject no guest agents.
-    #[arg(long)]
-    no_agents: bool,
-    /// vsock port the health agent listens on.
-    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
-    vsock_port: u32,
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// Write the modules of this kernel from the store (see `banger kernel import`).
+    #[arg(
+        long = "kernel-ref",
+        value_name = "KERNEL",
+        conflicts_with = "modules_from"
+    )]
+    kernel_ref: Option<String>,
+    /// Write the modules of this directory, laid out as lib/modules/RELEASE.
+    #[arg(long = "modules-from", value_name = "DIR")]
+    modules_from: Option<PathBuf>,
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
@@ -61,18 +69,27 @@ pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
         resolve.progress = Some(banger::progress::download_reporter());
     }
     let epoch = source_date_epoch()?;
+    let mut guest = args.guest.settings();
+    if let (Some(guest), Some(set)) = (&mut guest, args.guest.modules.set()) {
+        let source = match (&args.kernel_ref, &args.modules_from) {
+            (Some(name), _) => Some(kernel_modules(name)?),
+            (None, Some(dir)) => Some(ModuleSource::Directory(dir.clone())),
+            (None, None) => None,
+        };
+        guest.modules = source.map(|source| ModulesPlan { source, set });
+    }
     let request = RootfsRequest {
         source,
         output: args.output.clone(),
         size: args.size,
         resolve,
-        agents_vsock_port: (!args.no_agents).then_some(args.vsock_port),
+        guest,
         limits: Limits::default(),
         source_date_epoch: epoch,
     };
     let report = build_rootfs(request).await?;
     if !args.quiet {
-        for warning in &report.warnings {
+        for warning in report.warnings() {
             eprintln!("warning: {warning}");
         }
         let g = &report.summary.geometry;
@@ -86,4 +103,23 @@ pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The modules tarball of kernel `name` in the store.
+fn kernel_modules(name: &str) -> anyhow::Result<ModuleSource> {
+    let store = Store::open_read(&default_state_dir())?;
+    let kernel = store.kernel(name)?.ok_or_else(|| StoreError::NotFound {
+        kind: "kernel",
+        name: name.to_owned(),
+        hint: format!(
+            "import one with `banger kernel import {name} --kernel VMLINUX --modules DIR`"
+        ),
+    })?;
+    if !kernel.modules {
+        anyhow::bail!("kernel {name} was imported without modules (--modules DIR)");
+    }
+    let dir = store.layout().entry_dir(Kind::Kernel, name);
+    Ok(ModuleSource::Tarball(
+        dir.join(banger::kernel::MODULES_FILE),
+    ))
 }

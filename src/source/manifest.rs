@@ -236,6 +236,9 @@ struct RawRunConfig {
     working_dir: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    /// `{"80/tcp": {}}`: only the keys mean anything.
+    #[serde(default)]
+    exposed_ports: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +289,7 @@ pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfig, SourceError
         cmd: run.cmd.unwrap_or_default(),
         working_dir: run.working_dir.filter(|w| !w.is_empty()),
         user: run.user.filter(|u| !u.is_empty()),
+        exposed_ports: run.exposed_ports.unwrap_or_default().into_keys().collect(),
     })
 }
 

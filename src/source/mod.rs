@@ -262,6 +262,46 @@ pub struct ImageConfig {
     pub working_dir: Option<String>,
     /// `user[:group]`.
     pub user: Option<String>,
+    /// Ports the image declares, e.g. `80/tcp`, sorted.
+    pub exposed_ports: Vec<String>,
+}
+
+impl ImageConfig {
+    /// What the image asks to run, as banger records and runs it.
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            entrypoint: self.entrypoint.clone(),
+            cmd: self.cmd.clone(),
+            env: self.env.clone(),
+            working_dir: self.working_dir.clone(),
+            user: self.user.clone(),
+            exposed_ports: self.exposed_ports.clone(),
+        }
+    }
+}
+
+/// The run-time part of an image config: the workload banger's init starts
+/// and what `banger image show` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeConfig {
+    /// Entrypoint argv.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// Default arguments (or the command, without an entrypoint).
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// `KEY=value` environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// `user[:group]`, names or numbers.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Ports the image declares, e.g. `80/tcp`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
 }
 
 /// A resolved image: its config and layers, every blob available locally.

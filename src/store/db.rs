@@ -7,8 +7,12 @@
 
 use std::path::Path;
 
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
+
+use crate::guest::GuestRecord;
+use crate::source::RuntimeConfig;
 
 /// Schema migrations, oldest first.
 pub const MIGRATIONS: &[&str] = &[
@@ -39,6 +43,9 @@ pub const MIGRATIONS: &[&str] = &[
          digest TEXT NOT NULL,
          PRIMARY KEY (kind, owner, digest)
      );",
+    // 2: what the image runs and what banger set up in the guest, as JSON.
+    "ALTER TABLE images ADD COLUMN config TEXT;
+     ALTER TABLE images ADD COLUMN guest TEXT;",
 ];
 
 /// A published image, as recorded in the database and in its `record.json`.
@@ -64,6 +71,13 @@ pub struct ImageRecord {
     pub pull_id: String,
     /// Cache blobs (manifests, config, layers) the image came from.
     pub blobs: Vec<String>,
+    /// The image config's run-time part (entrypoint, cmd, env, ...).
+    #[serde(default)]
+    pub config: Option<RuntimeConfig>,
+    /// What banger set up in the guest (init, agents, kernel modules);
+    /// `None` for an image written with `--no-agents`.
+    #[serde(default)]
+    pub guest: Option<GuestRecord>,
 }
 
 /// An installed kernel.
@@ -130,7 +144,8 @@ impl Db {
     /// Every image, by name.
     pub fn images(&self) -> Result<Vec<ImageRecord>, DbError> {
         let mut stmt = self.conn.prepare(
-            "SELECT name, source, manifest_digest, platform, kernel, size, created, managed, pull_id
+            "SELECT name, source, manifest_digest, platform, kernel, size, created, managed, pull_id,
+                    config, guest
              FROM images ORDER BY name",
         )?;
         let rows = stmt
@@ -144,7 +159,8 @@ impl Db {
         let row = self
             .conn
             .query_row(
-                "SELECT name, source, manifest_digest, platform, kernel, size, created, managed, pull_id
+                "SELECT name, source, manifest_digest, platform, kernel, size, created, managed, pull_id,
+                        config, guest
                  FROM images WHERE name = ?1",
                 [name],
                 image_row,
@@ -171,8 +187,9 @@ impl Db {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT OR REPLACE INTO images
-             (name, source, manifest_digest, platform, kernel, size, created, managed, pull_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (name, source, manifest_digest, platform, kernel, size, created, managed, pull_id,
+              config, guest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 r.name,
                 r.source,
@@ -182,7 +199,9 @@ impl Db {
                 r.size as i64,
                 r.created,
                 r.managed,
-                r.pull_id
+                r.pull_id,
+                to_json(&r.config),
+                to_json(&r.guest)
             ],
         )?;
         put_blobs(&tx, "image", &r.name, &r.blobs)?;
@@ -305,7 +324,29 @@ fn image_row(row: &Row<'_>) -> rusqlite::Result<ImageRecord> {
         managed: row.get(7)?,
         pull_id: row.get(8)?,
         blobs: Vec::new(),
+        config: from_json(row, 9)?,
+        guest: from_json(row, 10)?,
     })
+}
+
+/// A JSON column's text; `None` stays NULL.
+fn to_json<T: Serialize>(value: &Option<T>) -> Option<String> {
+    value
+        .as_ref()
+        .map(|v| serde_json::to_string(v).expect("records serialize: no maps with non-string keys"))
+}
+
+/// A JSON column read back; NULL (rows of schema 1) is `None`.
+fn from_json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<T>> {
+    let Some(text) = row.get::<_, Option<String>>(index)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
 fn kernel_row(row: &Row<'_>) -> rusqlite::Result<KernelRecord> {
@@ -354,6 +395,12 @@ mod tests {
             managed: true,
             pull_id: "p1".into(),
             blobs: vec!["sha256:1".into(), "sha256:2".into()],
+            config: Some(RuntimeConfig {
+                cmd: vec!["/bin/sh".into()],
+                env: vec!["PATH=/bin".into()],
+                ..RuntimeConfig::default()
+            }),
+            guest: None,
         }
     }
 

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use crate::cache::BlobCache;
 use crate::catalog::Catalog;
 use crate::flatten::Limits;
+use crate::guest::modules::{ModuleSet, ModuleSource, ModulesPlan};
 use crate::kernel;
 use crate::names::{derive_name, derive_name_from_path, validate_name};
 use crate::platform::Platform;
 use crate::reference::Digest;
-use crate::rootfs::{write_rootfs, RootfsRequest};
+use crate::rootfs::{write_rootfs, GuestSettings, RootfsRequest};
 use crate::source::manifest::{self, Manifest};
 use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, TarInput};
 
@@ -34,8 +35,11 @@ pub struct PullRequest {
     pub size: Option<u64>,
     /// Registry, platform, cache and credential settings.
     pub resolve: ResolveOptions,
-    /// Guest agents' vsock port; `None` injects no agents.
-    pub agents_vsock_port: Option<u32>,
+    /// What banger adds to the guest; `None` leaves the image as the layers
+    /// say. The kernel's modules are added to it here.
+    pub guest: Option<GuestSettings>,
+    /// Which of the kernel's modules to write (`None`: none).
+    pub modules: Option<ModuleSet>,
     /// Replace an existing image of the same name.
     pub force: bool,
     /// Limits against tar bombs.
@@ -51,7 +55,7 @@ pub struct PullReport {
     pub record: ImageRecord,
     /// The published directory.
     pub dir: PathBuf,
-    /// Warnings from agent injection.
+    /// Warnings from preparing the guest.
     pub warnings: Vec<String>,
 }
 
@@ -83,12 +87,22 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
     test_pause("staging");
 
     let rootfs = staging.path().join(ROOTFS_FILE);
+    let mut guest = request.guest.clone();
+    if let (Some(guest), Some(kernel), Some(set)) = (&mut guest, &kernel, request.modules) {
+        if kernel.modules {
+            let dir = store.layout().entry_dir(Kind::Kernel, &kernel.name);
+            guest.modules = Some(ModulesPlan {
+                source: ModuleSource::Tarball(dir.join(kernel::MODULES_FILE)),
+                set,
+            });
+        }
+    }
     let rootfs_request = RootfsRequest {
         source: source.clone(),
         output: rootfs.clone(),
         size: request.size,
         resolve: request.resolve.clone(),
-        agents_vsock_port: request.agents_vsock_port,
+        guest,
         limits: request.limits.clone(),
         source_date_epoch: request.source_date_epoch,
     };
@@ -96,8 +110,8 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
         ImageSource::Registry(_) => cached_blobs(&request.resolve, &image),
         _ => Vec::new(),
     };
-    let (image, warnings) = tokio::task::spawn_blocking(move || {
-        write_rootfs(image, &rootfs_request).map(|r| (r.image, r.warnings))
+    let (image, guest) = tokio::task::spawn_blocking(move || {
+        write_rootfs(image, &rootfs_request).map(|r| (r.image, r.guest))
     })
     .await
     .map_err(|e| io_err("writing the rootfs")(std::io::Error::other(e.to_string())))??;
@@ -119,12 +133,14 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
         managed: entry.is_some(),
         pull_id: unique_suffix(),
         blobs,
+        config: Some(image.config.runtime()),
+        guest: guest.as_ref().map(|g| g.record.clone()),
     };
     store.publish_image(staging, &record)?;
     Ok(PullReport {
         dir: store.layout().entry_dir(Kind::Image, &name),
         record,
-        warnings,
+        warnings: guest.map(|g| g.warnings).unwrap_or_default(),
     })
 }
 

@@ -161,6 +161,8 @@ mod tests {
             managed: false,
             pull_id: pull_id.into(),
             blobs: Vec::new(),
+            config: None,
+            guest: None,
         }
     }
 
