@@ -26,7 +26,10 @@
 #
 # BANGER_ROOT (default empty) prefixes every file the script reads or
 # writes, so tests can run it against a fake root. Exit status: 0 on
-# success, 1 on failure, 2 for an unsupported distribution.
+# success, 1 on failure, 2 for an unsupported distribution; the same
+# number is written to /run/banger/first-boot.status when the script ends,
+# so the agent, tests and people can tell a finished first boot from one
+# still running whatever the init system.
 set -u
 
 ROOT=${BANGER_ROOT:-}
@@ -82,8 +85,21 @@ install_openssh() {
             # Error-Mode=any (apt >= 2.1.16; older apt ignores the option)
             # an offline guest would go on to install from stale lists and
             # time out on every package.
+            # Under banger-init no service manager runs and banger-init
+            # supervises sshd itself: keep the package's maintainer
+            # scripts from starting a second one, with a policy-rc.d that
+            # forbids every action (invoke-rc.d(8)), as Debian's container
+            # images do. An image's own policy-rc.d is left alone.
+            policy=
+            if [ "${BANGER_INIT:-}" = 1 ] && [ ! -e "$ROOT/usr/sbin/policy-rc.d" ]; then
+                policy=$ROOT/usr/sbin/policy-rc.d
+                printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" || policy=
+            fi
             apt-get -o APT::Update::Error-Mode=any update &&
                 apt-get install -y --no-install-recommends openssh-server
+            result=$?
+            [ -z "$policy" ] || rm -f "$policy"
+            return "$result"
             ;;
         apk)
             apk add --no-cache openssh-server
@@ -244,4 +260,13 @@ main() {
     fi
 }
 
+# Records how this run ended (see the header); failing to is not an error.
+record_status() {
+    dir=$ROOT/run/banger
+    { mkdir -p "$dir" && printf '%s\n' "$1" > "$dir/first-boot.status"; } 2>/dev/null || true
+}
+
 main "$@"
+status=$?
+record_status "$status"
+exit "$status"
