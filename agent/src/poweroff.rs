@@ -31,17 +31,17 @@ pub enum Method {
 /// The `poweroff` commands tried for an unknown init, in order.
 pub const POWEROFF_COMMANDS: [&str; 3] = ["/sbin/poweroff", "/usr/sbin/poweroff", "/bin/poweroff"];
 
-/// Classifies PID 1 by its `comm` and the target of its `/proc/1/exe`.
+/// Classifies PID 1 by the file its `/proc/1/exe` names, else its `comm`.
+/// The kernel starts `/sbin/init`, so `comm` is `init` whatever that link
+/// leads to: banger-init, systemd or busybox are told apart by the target.
 pub fn classify(comm: &str, exe: Option<&Path>) -> InitKind {
-    match comm.trim_end() {
-        "banger-init" => InitKind::BangerInit,
-        "systemd" => InitKind::Systemd,
-        _ if exe
-            .and_then(Path::file_name)
-            .is_some_and(|name| name == "busybox") =>
-        {
-            InitKind::Busybox
-        }
+    let exe_name = exe
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str());
+    match (exe_name, comm.trim_end()) {
+        (Some("banger-init"), _) | (None, "banger-init") => InitKind::BangerInit,
+        (Some("systemd"), _) | (None, "systemd") => InitKind::Systemd,
+        (Some("busybox"), _) => InitKind::Busybox,
         _ => InitKind::Other,
     }
 }
@@ -103,6 +103,15 @@ mod tests {
     #[test]
     fn init_kinds() {
         assert_eq!(classify("banger-init\n", None), InitKind::BangerInit);
+        // Started as /sbin/init -> /usr/local/sbin/banger-init.
+        assert_eq!(
+            classify("init\n", Some(Path::new("/usr/local/sbin/banger-init"))),
+            InitKind::BangerInit
+        );
+        assert_eq!(
+            classify("init\n", Some(Path::new("/usr/lib/systemd/systemd"))),
+            InitKind::Systemd
+        );
         assert_eq!(
             classify("systemd\n", Some(Path::new("/usr/lib/systemd/systemd"))),
             InitKind::Systemd
