@@ -262,3 +262,6 @@ pub fn first_boot_warning(files: &mut dyn initsys::ImageFiles) -> Option<String>
         os.id_like.join(" ")
     ))
 }
+
+#[cfg(test)]
+mod tests;
