@@ -35,9 +35,7 @@ pub const POWEROFF_COMMANDS: [&str; 3] = ["/sbin/poweroff", "/usr/sbin/poweroff"
 /// The kernel starts `/sbin/init`, so `comm` is `init` whatever that link
 /// leads to: banger-init, systemd or busybox are told apart by the target.
 pub fn classify(comm: &str, exe: Option<&Path>) -> InitKind {
-    let exe_name = exe
-        .and_then(Path::file_name)
-        .and_then(|name| name.to_str());
+    let exe_name = exe.and_then(Path::file_name).and_then(|name| name.to_str());
     match (exe_name, comm.trim_end()) {
         (Some("banger-init"), _) | (None, "banger-init") => InitKind::BangerInit,
         (Some("systemd"), _) | (None, "systemd") => InitKind::Systemd,
