@@ -27,6 +27,7 @@ pub mod health;
 pub mod init;
 pub mod poweroff;
 pub mod server;
+pub mod sockopt;
 pub mod vsock;
 
 /// The vsock port the agent listens on unless told otherwise (`--port`).

@@ -146,7 +146,10 @@ mod tests {
         fs::write(dir.path().join("1/comm"), "init\n").unwrap();
         std::os::unix::fs::symlink("/bin/busybox", dir.path().join("1/exe")).unwrap();
         assert_eq!(detect(dir.path()), InitKind::Busybox);
-        fs::write(dir.path().join("1/comm"), "banger-init\n").unwrap();
+        // /sbin/init -> banger-init: comm is "init", the exe tells.
+        fs::remove_file(dir.path().join("1/exe")).unwrap();
+        std::os::unix::fs::symlink("/usr/local/sbin/banger-init", dir.path().join("1/exe"))
+            .unwrap();
         assert_eq!(detect(dir.path()), InitKind::BangerInit);
     }
 }
