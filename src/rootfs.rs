@@ -198,7 +198,7 @@ pub fn write_rootfs(
                 vsock_port: settings.vsock_port,
                 init: settings.init.clone(),
                 modules: settings.modules.clone(),
-                runtime: image.config.runtime(),
+                runtime: image.config.runtime.clone(),
                 time,
             },
         )?),

@@ -54,7 +54,7 @@ async fn case_39_oci_manifest_with_gzip_zstd_and_plain_layers() {
         image.layers[1].media_type,
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
-    assert_eq!(image.config.entrypoint, ["/bin/sh"]);
+    assert_eq!(image.config.runtime.entrypoint, ["/bin/sh"]);
     assert_eq!(
         image.config.created.as_deref(),
         Some("2024-01-02T03:04:05Z")

@@ -42,8 +42,8 @@ async fn case_34_oci_layout_with_every_compression() {
         image.manifest_digest.as_ref().map(|d| d.to_string()),
         Some(layout.images[0].manifest_digest.clone())
     );
-    assert_eq!(image.config.env, ["PATH=/usr/bin:/bin"]);
-    assert_eq!(image.config.working_dir.as_deref(), Some("/root"));
+    assert_eq!(image.config.runtime.env, ["PATH=/usr/bin:/bin"]);
+    assert_eq!(image.config.runtime.working_dir.as_deref(), Some("/root"));
     // Layout blobs are read in place: nothing is copied into the cache.
     assert!(matches!(&image.layers[0].blob, BlobLocation::File(p) if p.starts_with(&layout.dir)));
     assert!(!cache.exists());
@@ -232,7 +232,7 @@ async fn docker_archive_layers_are_read_in_place() {
         matches!(&image.layers[1].blob, BlobLocation::Member { archive: a, .. } if a == &archive)
     );
     assert_eq!(read_layers(&image).unwrap(), tars);
-    assert_eq!(image.config.entrypoint, ["/bin/sh"]);
+    assert_eq!(image.config.runtime.entrypoint, ["/bin/sh"]);
     assert_eq!(
         image.platform.as_ref().map(|p| p.to_string()).as_deref(),
         Some("linux/amd64")

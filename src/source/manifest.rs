@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{ImageConfig, SourceError};
+use super::{ImageConfig, RuntimeConfig, SourceError};
 use crate::platform::Platform;
 use crate::reference::Digest;
 
@@ -284,12 +284,14 @@ pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfig, SourceError
         created: raw.created,
         platform,
         diff_ids,
-        env: run.env.unwrap_or_default(),
-        entrypoint: run.entrypoint.unwrap_or_default(),
-        cmd: run.cmd.unwrap_or_default(),
-        working_dir: run.working_dir.filter(|w| !w.is_empty()),
-        user: run.user.filter(|u| !u.is_empty()),
-        exposed_ports: run.exposed_ports.unwrap_or_default().into_keys().collect(),
+        runtime: RuntimeConfig {
+            env: run.env.unwrap_or_default(),
+            entrypoint: run.entrypoint.unwrap_or_default(),
+            cmd: run.cmd.unwrap_or_default(),
+            working_dir: run.working_dir.filter(|w| !w.is_empty()),
+            user: run.user.filter(|u| !u.is_empty()),
+            exposed_ports: run.exposed_ports.unwrap_or_default().into_keys().collect(),
+        },
     })
 }
 

@@ -252,32 +252,8 @@ pub struct ImageConfig {
     pub platform: Option<Platform>,
     /// Digests of the uncompressed layer tars, lowest first.
     pub diff_ids: Vec<Digest>,
-    /// `KEY=value` environment.
-    pub env: Vec<String>,
-    /// Entrypoint argv.
-    pub entrypoint: Vec<String>,
-    /// Default arguments.
-    pub cmd: Vec<String>,
-    /// Working directory.
-    pub working_dir: Option<String>,
-    /// `user[:group]`.
-    pub user: Option<String>,
-    /// Ports the image declares, e.g. `80/tcp`, sorted.
-    pub exposed_ports: Vec<String>,
-}
-
-impl ImageConfig {
-    /// What the image asks to run, as banger records and runs it.
-    pub fn runtime(&self) -> RuntimeConfig {
-        RuntimeConfig {
-            entrypoint: self.entrypoint.clone(),
-            cmd: self.cmd.clone(),
-            env: self.env.clone(),
-            working_dir: self.working_dir.clone(),
-            user: self.user.clone(),
-            exposed_ports: self.exposed_ports.clone(),
-        }
-    }
+    /// What the image runs.
+    pub runtime: RuntimeConfig,
 }
 
 /// The run-time part of an image config: the workload banger's init starts

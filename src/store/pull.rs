@@ -133,7 +133,7 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
         managed: entry.is_some(),
         pull_id: unique_suffix(),
         blobs,
-        config: Some(image.config.runtime()),
+        config: Some(image.config.runtime.clone()),
         guest: guest.as_ref().map(|g| g.record.clone()),
     };
     store.publish_image(staging, &record)?;
