@@ -163,7 +163,7 @@ pub fn write_modules(
 ) -> Result<ModulesReport, ModulesError> {
     let scan = scan(&plan.source)?;
     let builtin = modules::builtin::builtin_set(scan.text("modules.builtin").unwrap_or(""));
-    let (chosen, missing) = match plan.set {
+    let (mut chosen, missing) = match plan.set {
         ModuleSet::All => ((0..scan.modules.len()).collect(), Vec::new()),
         ModuleSet::Guest => {
             let present: HashSet<&str> = scan.modules.iter().map(|m| m.name.as_str()).collect();
@@ -175,7 +175,6 @@ pub fn write_modules(
             (chosen, missing.into_iter().map(str::to_owned).collect())
         }
     };
-    let mut chosen: Vec<usize> = chosen;
     chosen.sort_unstable();
     chosen.dedup();
     let selected: Vec<ModuleInfo> = chosen.iter().map(|&i| scan.modules[i].clone()).collect();
