@@ -289,14 +289,7 @@ impl Graph {
     pub fn remember_req(&mut self, s: usize, bits: u16, list: &str) {
         let mut serv_ = s;
         for token in super::super::lsb::tokens(list) {
-            let mut bit = bits;
-            let name = match token.strip_prefix('+') {
-                Some(rest) => {
-                    bit = (bit & !req::MUST) | req::SHLD;
-                    rest
-                }
-                None => token,
-            };
+            let (name, bit) = requirement(token, bits);
             if token.starts_with('$') {
                 if token.eq_ignore_ascii_case("$null") {
                     continue;
@@ -354,14 +347,7 @@ impl Graph {
     /// (`X-Start-Before`, `X-Stop-After`).
     pub fn reverse_req(&mut self, s: usize, bits: u16, list: &str) {
         for token in super::super::lsb::tokens(list) {
-            let mut bit = bits;
-            let name = match token.strip_prefix('+') {
-                Some(rest) => {
-                    bit = (bit & !req::MUST) | req::SHLD;
-                    rest
-                }
-                None => token,
-            };
+            let (name, bit) = requirement(token, bits);
             if token.starts_with('$') {
                 if let Some((_, repl)) = self.facilities.iter().find(|(f, _)| f == token) {
                     for r in repl.clone() {
@@ -374,5 +360,13 @@ impl Graph {
             let own = self.services[s].name.clone();
             self.remember_req(rev, bit, &own);
         }
+    }
+}
+
+/// A `+name` in an LSB list is optional: `should`, not `must`.
+fn requirement(token: &str, bits: u16) -> (&str, u16) {
+    match token.strip_prefix('+') {
+        Some(rest) => (rest, (bits & !req::MUST) | req::SHLD),
+        None => (token, bits),
     }
 }
