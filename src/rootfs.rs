@@ -52,17 +52,6 @@ pub struct GuestSettings {
     pub modules: Option<ModulesPlan>,
 }
 
-impl GuestSettings {
-    /// The agents on `vsock_port`, the init detected, no modules.
-    pub fn new(vsock_port: u32) -> Self {
-        Self {
-            vsock_port,
-            init: InitChoice::Auto,
-            modules: None,
-        }
-    }
-}
-
 /// What was built.
 #[derive(Debug, Clone)]
 pub struct RootfsReport {
