@@ -17,6 +17,7 @@ pub mod extent;
 pub mod geometry;
 pub mod inode;
 pub mod ondisk;
+pub mod read;
 pub mod spec;
 pub mod tree;
 pub mod xattr;
