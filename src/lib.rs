@@ -9,6 +9,7 @@ pub mod flatten;
 pub mod guest;
 pub mod initsys;
 pub mod inject;
+pub mod inspect;
 pub mod kernel;
 pub mod layer;
 pub mod modules;

@@ -10,6 +10,7 @@ use banger::source::{default_cache_dir, ImageSource};
 use banger::store::pull::{pull_image, PullRequest, ROOTFS_FILE};
 use banger::store::{default_state_dir, ImageRecord, Kind, Store};
 
+use super::inspect;
 use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, RegistryArgs};
 
 const PULL_EXAMPLES: &str = "\
@@ -48,6 +49,22 @@ pub enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List a directory inside an image (no mount, no root).
+    #[command(
+        after_help = "Examples:\n  banger image ls debian-bookworm /etc -l\n  banger image ls ./rootfs.ext4 / -R | grep bin/"
+    )]
+    Ls(inspect::LsArgs),
+    /// Print a file inside an image.
+    #[command(after_help = "Example:\n  banger image cat debian-bookworm /etc/os-release")]
+    Cat(inspect::CatArgs),
+    /// Show a path's inode inside an image: type, mode, owner, times, xattrs, ACLs, capabilities.
+    #[command(after_help = "Example:\n  banger image stat ./rootfs.ext4 /usr/bin/ping")]
+    Stat(inspect::StatArgs),
+    /// Write an image's whole filesystem as a tar (owners, modes, times, xattrs, hard links, holes).
+    #[command(
+        after_help = "Examples:\n  banger image export debian-bookworm -o debian.tar\n  banger image export ./rootfs.ext4 -o - | tar -t"
+    )]
+    Export(inspect::ExportArgs),
     /// Remove an image (its directory and record).
     #[command(after_help = "Example:\n  banger image rm debian-bookworm")]
     Rm {
@@ -155,6 +172,10 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
             eprintln!("removed image {name}");
             Ok(())
         }
+        ImageCommand::Ls(args) => inspect::ls(&args),
+        ImageCommand::Cat(args) => inspect::cat(&args),
+        ImageCommand::Stat(args) => inspect::stat(&args),
+        ImageCommand::Export(args) => inspect::export_tar(&args),
         ImageCommand::Cache(command) => run_cache(command),
     }
 }

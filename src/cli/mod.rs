@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error, 2 usage error, 3 not found, 4 already exists.
 
 mod image;
+mod inspect;
 mod kernel;
 mod rootfs;
 
@@ -20,6 +21,7 @@ use banger::rootfs::GuestSettings;
 use banger::source::registry::{Credentials, CredentialsFn};
 use banger::source::ResolveOptions;
 use banger::store::StoreError;
+use banger_ext4::read::ReadError;
 
 /// Turn OCI/Docker container images into bootable ext4 root filesystems
 /// for microVMs, with no e2fsprogs, no root and no mounting.
@@ -255,11 +257,20 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&error));
             let code = error
                 .chain()
-                .find_map(|e| e.downcast_ref::<StoreError>())
-                .map_or(1, StoreError::exit_code);
+                .find_map(|e| {
+                    e.downcast_ref::<StoreError>()
+                        .map(StoreError::exit_code)
+                        .or_else(|| e.downcast_ref::<ReadError>().and_then(read_exit_code))
+                })
+                .unwrap_or(1);
             ExitCode::from(code)
         }
     }
+}
+
+/// A path missing inside an image is "not found", as a missing image is.
+fn read_exit_code(error: &ReadError) -> Option<u8> {
+    matches!(error, ReadError::NotFound(_)).then_some(3)
 }
 
 /// The error and its causes on one line. Most of banger's errors already
