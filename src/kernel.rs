@@ -20,6 +20,7 @@
 //! `initrd` and `modules.tar.gz`. See docs/kernel-artifacts.md.
 
 use std::fs::{self, File};
+use std::io;
 use std::path::Path;
 
 use crate::catalog::KernelCatalog;
@@ -206,4 +207,64 @@ pub fn install_into(store: &Store, kernel: &KernelRecord, dir: &Path) -> Result<
         }
     }
     Ok(())
+}
+
+/// Offset of the setup header's `HdrS` magic in a bzImage (Documentation/arch/x86/boot.rst).
+const BZIMAGE_HEADER_MAGIC_OFFSET: u64 = 0x202;
+/// Offset of `kernel_version`: a pointer, less 0x200, to the version string.
+const BZIMAGE_KERNEL_VERSION_OFFSET: u64 = 0x20E;
+
+/// The release (`uname -r`) a bzImage declares in its setup header's
+/// version string, e.g. `6.1.0-57-cloud-amd64`. `None` when the file is not
+/// a bzImage or declares none.
+pub fn bzimage_release(path: &Path) -> io::Result<Option<String>> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    let mut magic = [0u8; 4];
+    let mut pointer = [0u8; 2];
+    let mut text = [0u8; 128];
+    let read = |buf: &mut [u8], offset| match file.read_exact_at(buf, offset) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    };
+    if !read(&mut magic, BZIMAGE_HEADER_MAGIC_OFFSET)? || &magic != b"HdrS" {
+        return Ok(None);
+    }
+    if !read(&mut pointer, BZIMAGE_KERNEL_VERSION_OFFSET)? {
+        return Ok(None);
+    }
+    let pointer = u16::from_le_bytes(pointer);
+    if pointer == 0 || !read(&mut text, u64::from(pointer) + 0x200)? {
+        return Ok(None);
+    }
+    let release = text
+        .split(|&b| b == 0 || b == b' ')
+        .next()
+        .filter(|r| !r.is_empty() && r.iter().all(u8::is_ascii_graphic))
+        .map(|r| String::from_utf8_lossy(r).into_owned());
+    Ok(release)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bzimage_release;
+
+    #[test]
+    fn the_release_comes_from_the_setup_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vmlinuz");
+        let mut image = vec![0u8; 0x400];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x20E..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        let version = b"6.1.0-57-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        image[0x300..0x300 + version.len()].copy_from_slice(version);
+        std::fs::write(&path, &image).unwrap();
+        assert_eq!(
+            bzimage_release(&path).unwrap().as_deref(),
+            Some("6.1.0-57-cloud-amd64")
+        );
+        std::fs::write(&path, b"not a kernel").unwrap();
+        assert_eq!(bzimage_release(&path).unwrap(), None);
+    }
 }

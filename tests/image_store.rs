@@ -590,3 +590,180 @@ fn sigkill_during_rm_and_force_keeps_record_and_directory_together() {
         env.assert_consistent();
     }
 }
+
+/// `image show` for the committed busybox layout, normalised where a run
+/// differs (the pull time, the state directory, the pull id).
+fn normalised(env: &Env, text: &str, created: &Value) -> String {
+    let mut text = text.replace(&env.state().display().to_string(), "$STATE");
+    for key in ["created_at", "pull_id"] {
+        if let Some(value) = created.get(key).and_then(Value::as_str) {
+            text = text.replace(value, &format!("<{key}>"));
+        }
+    }
+    if let Some(secs) = created.get("created").and_then(Value::as_i64) {
+        text = text.replace(&format!("\"created\": {secs}"), "\"created\": <created>");
+    }
+    text
+}
+
+#[test]
+fn image_show_and_kernel_list_read_as_documented() {
+    let mut env = Env::new();
+    env.set("TZ", "UTC");
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox");
+    let source = format!("oci:{}:latest", layout.display());
+
+    // Empty lists say so, on stderr, with the way out.
+    let (stdout, stderr) = env.ok(&["kernel", "list"]);
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "no kernels; import one with `banger kernel import NAME --kernel FILE`\n"
+    );
+    let (stdout, stderr) = env.ok(&["image", "list"]);
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "no images; pull one with `banger image pull debian-bookworm`\n"
+    );
+
+    // A kernel whose setup header declares its release (boot.rst: "HdrS"
+    // at 0x202, kernel_version at 0x20E pointing 0x200 before the string).
+    let kernel = env.dir.path().join("vmlinuz");
+    let mut image = vec![0u8; 0x400];
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    image[0x20E..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+    image[0x300..0x31B].copy_from_slice(b"6.1.0-test (me@here) #1 SMP");
+    std::fs::write(&kernel, &image).unwrap();
+    env.ok(&[
+        "kernel",
+        "import",
+        "k1",
+        "--kernel",
+        kernel.to_str().unwrap(),
+    ]);
+    let (table, _) = env.ok(&["kernel", "list"]);
+    assert_eq!(
+        table,
+        "\
+NAME                 RELEASE                  INITRD  MODULES  SOURCE
+k1                   6.1.0-test               no      no       (imported from files)
+"
+    );
+    let kernels = env.json(&["kernel", "list", "--json"]);
+    let text = serde_json::to_string_pretty(&kernels).unwrap();
+    assert_eq!(
+        normalised(&env, &text, &kernels[0]),
+        r#"[
+  {
+    "created": <created>,
+    "created_at": "<created_at>",
+    "initrd": false,
+    "manifest_digest": null,
+    "modules": false,
+    "name": "k1",
+    "path": "$STATE/kernels/k1",
+    "release": "6.1.0-test",
+    "source": null
+  }
+]"#
+    );
+    assert!(kernels[0]["created_at"]
+        .as_str()
+        .is_some_and(|t| t.len() == 20 && t.ends_with('Z')));
+
+    env.ok(&[
+        "image",
+        "pull",
+        &source,
+        "--name",
+        "bb",
+        "--kernel-ref",
+        "k1",
+        "--modules",
+        "none",
+        "--quiet",
+    ]);
+    let shown = env.json(&["image", "show", "bb", "--json"]);
+    let (human, _) = env.ok(&["image", "show", "bb"]);
+    let pulled = human
+        .lines()
+        .find_map(|l| l.strip_prefix("pulled      "))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        pulled,
+        shown["created_at"].as_str().unwrap(),
+        "TZ=UTC: local is UTC"
+    );
+    let human = human.replace(&pulled, "<created_at>");
+    assert_eq!(
+        normalised(&env, &human, &shown),
+        format!(
+            "\
+name        bb
+source      {source}
+digest      sha256:7e1c64cb45a9527b57278efccb4987d8bf89859fb5aff0ce4c2a38a8486493f5
+platform    linux/amd64
+pulled      <created_at>
+size        1.0 GiB (1073741824 bytes)
+kernel      k1 (6.1.0-test)
+path        $STATE/images/bb
+files       rootfs.ext4, vmlinux
+entrypoint  none
+cmd         /bin/sh
+env         PATH=/bin:/usr/bin
+workdir     / (default)
+user        root (default)
+ports       none
+init        banger (/sbin/init does not exist (there is no /sbin))
+agents      banger-vsock-agent on vsock port 52, network set-up from ip=, first boot (OpenSSH)
+modules     none written
+"
+        )
+    );
+    let text = serde_json::to_string_pretty(&shown).unwrap();
+    assert_eq!(
+        normalised(&env, &text, &shown),
+        format!(
+            r#"{{
+  "blobs": [],
+  "config": {{
+    "cmd": [
+      "/bin/sh"
+    ],
+    "entrypoint": [],
+    "env": [
+      "PATH=/bin:/usr/bin"
+    ],
+    "exposed_ports": [],
+    "user": null,
+    "working_dir": null
+  }},
+  "created": <created>,
+  "created_at": "<created_at>",
+  "guest": {{
+    "init": "banger",
+    "init_reason": "/sbin/init does not exist (there is no /sbin)",
+    "kernel_release": null,
+    "modules": [],
+    "vsock_port": 52
+  }},
+  "initrd": null,
+  "kernel": "k1",
+  "kernel_release": "6.1.0-test",
+  "managed": false,
+  "manifest_digest": "sha256:7e1c64cb45a9527b57278efccb4987d8bf89859fb5aff0ce4c2a38a8486493f5",
+  "modules": null,
+  "name": "bb",
+  "path": "$STATE/images/bb",
+  "platform": "linux/amd64",
+  "pull_id": "<pull_id>",
+  "rootfs": "$STATE/images/bb/rootfs.ext4",
+  "size": 1073741824,
+  "source": "{source}",
+  "vmlinux": "$STATE/images/bb/vmlinux"
+}}"#
+        )
+    );
+}

@@ -1,16 +1,16 @@
 //! `banger image …` and `banger cache …`.
 
-use std::path::PathBuf;
-
 use clap::Subcommand;
 use serde_json::json;
 
 use banger::flatten::Limits;
+use banger::inspect::format::{iec, rfc3339};
 use banger::source::{default_cache_dir, ImageSource};
-use banger::store::pull::{pull_image, PullRequest, ROOTFS_FILE};
-use banger::store::{default_state_dir, ImageRecord, Kind, Store};
+use banger::store::pull::{pull_image, PullRequest};
+use banger::store::{default_state_dir, Kind, Store};
 
 use super::inspect;
+use super::records::{image_json, image_text};
 use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, RegistryArgs};
 
 const PULL_EXAMPLES: &str = "\
@@ -136,13 +136,17 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
             } else if images.is_empty() {
                 eprintln!("no images; pull one with `banger image pull debian-bookworm`");
             } else {
-                println!("{:<24} {:<10} {:<12} SOURCE", "NAME", "SIZE", "KERNEL");
+                println!(
+                    "{:<24} {:<10} {:<16} {:<25} SOURCE",
+                    "NAME", "SIZE", "KERNEL", "PULLED"
+                );
                 for r in &images {
                     println!(
-                        "{:<24} {:<10} {:<12} {}",
+                        "{:<24} {:<10} {:<16} {:<25} {}",
                         r.name,
-                        format!("{}M", r.size >> 20),
-                        r.kernel.as_deref().unwrap_or("-"),
+                        iec(r.size),
+                        r.kernel.as_deref().unwrap_or("none"),
+                        rfc3339(r.created),
                         r.source
                     );
                 }
@@ -152,17 +156,11 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Show { name, json } => {
             let store = Store::open_read(&state)?;
             let record = store.require_image(&name)?;
-            let value = image_json(&store, &record);
             if json {
+                let value = image_json(&store, &record);
                 println!("{}", serde_json::to_string_pretty(&value)?);
-            } else if let Some(map) = value.as_object() {
-                for (key, v) in map {
-                    match v {
-                        serde_json::Value::String(s) => println!("{key:<16} {s}"),
-                        serde_json::Value::Null => println!("{key:<16} -"),
-                        other => println!("{key:<16} {other}"),
-                    }
-                }
+            } else {
+                print!("{}", image_text(&store, &record));
             }
             Ok(())
         }
@@ -257,31 +255,4 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn image_json(store: &Store, r: &ImageRecord) -> serde_json::Value {
-    let dir: PathBuf = store.layout().entry_dir(Kind::Image, &r.name);
-    let file = |name: &str| {
-        let p = dir.join(name);
-        p.exists().then(|| p.display().to_string())
-    };
-    json!({
-        "name": r.name,
-        "source": r.source,
-        "manifest_digest": r.manifest_digest,
-        "platform": r.platform,
-        "kernel": r.kernel,
-        "size": r.size,
-        "created": r.created,
-        "managed": r.managed,
-        "pull_id": r.pull_id,
-        "config": r.config,
-        "guest": r.guest,
-        "path": dir.display().to_string(),
-        "rootfs": file(ROOTFS_FILE),
-        "vmlinux": file(banger::kernel::VMLINUX_FILE),
-        "initrd": file(banger::kernel::INITRD_FILE),
-        "modules": file(banger::kernel::MODULES_FILE),
-        "blobs": r.blobs,
-    })
 }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::records::{kernel_json, kernel_table};
 use clap::Subcommand;
-use serde_json::json;
 
 use banger::kernel::import_kernel;
 use banger::store::{default_state_dir, Kind, Store};
@@ -70,28 +70,12 @@ pub async fn run(command: KernelCommand) -> anyhow::Result<()> {
             let store = Store::open_read(&state)?;
             let kernels = store.kernels()?;
             if json {
-                let list: Vec<_> = kernels
-                    .iter()
-                    .map(|k| {
-                        json!({
-                            "name": k.name, "source": k.source, "manifest_digest": k.manifest_digest,
-                            "initrd": k.initrd, "modules": k.modules, "created": k.created,
-                            "path": store.layout().entry_dir(Kind::Kernel, &k.name).display().to_string(),
-                        })
-                    })
-                    .collect();
+                let list: Vec<_> = kernels.iter().map(|k| kernel_json(&store, k)).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if let Some(table) = kernel_table(&store, &kernels) {
+                print!("{table}");
             } else {
-                println!("{:<20} {:<7} {:<8} SOURCE", "NAME", "INITRD", "MODULES");
-                for k in &kernels {
-                    println!(
-                        "{:<20} {:<7} {:<8} {}",
-                        k.name,
-                        k.initrd,
-                        k.modules,
-                        k.source.as_deref().unwrap_or("(imported)")
-                    );
-                }
+                eprintln!("no kernels; import one with `banger kernel import NAME --kernel FILE`");
             }
         }
         KernelCommand::Rm { name } => {

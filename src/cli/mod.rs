@@ -6,6 +6,7 @@
 mod image;
 mod inspect;
 mod kernel;
+mod records;
 mod rootfs;
 
 use std::io::{IsTerminal, Read};

@@ -49,7 +49,7 @@ pub fn size_column(inode: &InodeView) -> String {
     }
 }
 
-/// Broken-down local time of `secs` since the epoch, with its UTC offset.
+/// A broken-down time of `secs` since the epoch, with its UTC offset.
 struct LocalTime {
     year: i64,
     month: u32,
@@ -61,12 +61,24 @@ struct LocalTime {
 }
 
 fn local_time(secs: i64) -> Option<LocalTime> {
+    broken_down(secs, libc::localtime_r)
+}
+
+fn utc_time(secs: i64) -> Option<LocalTime> {
+    broken_down(secs, libc::gmtime_r)
+}
+
+/// Breaks `secs` down with `localtime_r` or `gmtime_r`.
+fn broken_down(
+    secs: i64,
+    convert: unsafe extern "C" fn(*const libc::time_t, *mut libc::tm) -> *mut libc::tm,
+) -> Option<LocalTime> {
     let time = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers
-    // are valid for the call, and localtime_r keeps no reference to them.
+    // SAFETY: `tm` is plain data that the conversion fills in; both pointers
+    // are valid for the call, and neither function keeps a reference to them.
     let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&time, &mut tm).is_null() {
+        if convert(&time, &mut tm).is_null() {
             return None;
         }
         tm
@@ -93,10 +105,23 @@ pub fn precise_time(time: Timestamp) -> String {
     rfc3339_with_fraction(time.secs, Some(time.nanos))
 }
 
+/// RFC 3339 in UTC whatever `TZ` says, for output that must not depend on
+/// where it is read (JSON).
+pub fn rfc3339_utc(secs: i64) -> String {
+    match utc_time(secs) {
+        Some(t) => format_rfc3339(&t, None),
+        None => format!("@{secs}"),
+    }
+}
+
 fn rfc3339_with_fraction(secs: i64, nanos: Option<u32>) -> String {
-    let Some(t) = local_time(secs) else {
-        return format!("@{secs}");
-    };
+    match local_time(secs) {
+        Some(t) => format_rfc3339(&t, nanos),
+        None => format!("@{secs}"),
+    }
+}
+
+fn format_rfc3339(t: &LocalTime, nanos: Option<u32>) -> String {
     let fraction = nanos.map(|n| format!(".{n:09}")).unwrap_or_default();
     let offset = t.offset_secs.unsigned_abs();
     let zone = match t.offset_secs {
@@ -164,6 +189,15 @@ mod tests {
         assert_eq!(mode_string(FileKind::Directory, 0o1770), "drwxrwx--T");
         assert_eq!(mode_string(FileKind::Symlink, 0o777), "lrwxrwxrwx");
         assert_eq!(mode_string(FileKind::CharDevice, 0o620), "crw--w----");
+    }
+
+    #[test]
+    fn utc_times_match_date() {
+        // `date -u -d @N +%FT%TZ`.
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_600_000_000), "2020-09-13T12:26:40Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]
