@@ -57,6 +57,7 @@ fn main() {
     for path in ["agent/src", "agent/Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={path}");
     }
+    emit_git_commit(&manifest_dir);
 
     let target_dir = out_dir.join("agent-target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -116,4 +117,35 @@ fn copy(from: &Path, to: &Path) {
             to.display()
         );
     }
+}
+
+/// Sets `BANGER_GIT_COMMIT` for `banger --version`: the checkout's commit,
+/// or `unknown` outside a git checkout (a crate tarball). The build reruns
+/// when HEAD moves: HEAD itself, the branch it names, or packed refs.
+fn emit_git_commit(manifest_dir: &Path) {
+    let git_dir = manifest_dir.join(".git");
+    let head = git_dir.join("HEAD");
+    println!("cargo:rerun-if-changed={}", head.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        git_dir.join("packed-refs").display()
+    );
+    if let Some(branch) = std::fs::read_to_string(&head)
+        .ok()
+        .and_then(|text| text.strip_prefix("ref: ").map(|r| r.trim().to_string()))
+    {
+        println!("cargo:rerun-if-changed={}", git_dir.join(branch).display());
+    }
+    let commit = Command::new("git")
+        .arg("-C")
+        .arg(manifest_dir)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|text| text.trim().to_string())
+        .filter(|commit| !commit.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=BANGER_GIT_COMMIT={commit}");
 }

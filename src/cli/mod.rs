@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error, 3 not found, 4 already exists.
 
+mod docs;
 mod image;
 mod inspect;
 mod kernel;
@@ -27,11 +28,19 @@ use banger_ext4::read::ReadError;
 /// Turn OCI/Docker container images into bootable ext4 root filesystems
 /// for microVMs, with no e2fsprogs, no root and no mounting.
 #[derive(Parser, Debug)]
-#[command(name = "banger", version, about, long_about = None, after_help = EXIT_CODES)]
-struct Cli {
+#[command(name = "banger", version = VERSION, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `--version`: the crate version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BANGER_GIT_COMMIT"),
+    ")"
+);
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 ok, 1 error, 2 usage error, 3 not found, 4 already exists.
@@ -52,7 +61,29 @@ enum Command {
     /// Manage the blob cache (same as `banger image cache`).
     #[command(subcommand)]
     Cache(image::CacheCommand),
+    /// Print shell completions for bash, zsh or fish.
+    #[command(after_help = COMPLETION_HELP)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: docs::CompletionShell,
+    },
+    /// Print the man page (banger.1), or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  banger man | man -l -\n  banger man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write banger.1 and a page per subcommand (banger-image-ls.1, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
+
+const COMPLETION_HELP: &str = "\
+Examples:
+  banger completions bash > /etc/bash_completion.d/banger
+  banger completions zsh > \"${fpath[1]}/_banger\"
+  banger completions fish > ~/.config/fish/completions/banger.fish";
 
 /// Registry options shared by the commands that pull.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -250,6 +281,8 @@ pub fn main() -> ExitCode {
             Command::Image(command) => image::run(command).await,
             Command::Kernel(command) => kernel::run(command).await,
             Command::Cache(command) => image::run_cache(command),
+            Command::Completions { shell } => docs::completions(shell),
+            Command::Man { dir } => docs::man(dir.as_deref()),
         }
     });
     match result {

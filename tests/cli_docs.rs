@@ -1,0 +1,146 @@
+//! Completions, man pages and `--version`, checked by the tools that
+//! consume them: bash, zsh and fish load the completions and complete a
+//! word, groff renders every page without a warning, and git says which
+//! commit `--version` must name.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn banger(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_banger"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "banger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs `program args` with `stdin`; panics naming the tool when it is missing.
+fn run(program: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} (scripts/install-test-deps installs it): {e}"));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn version_names_the_commit_git_reports() {
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .unwrap();
+    assert!(head.status.success(), "not a git checkout");
+    let commit = String::from_utf8(head.stdout).unwrap().trim().to_string();
+    let version = String::from_utf8(banger(&["--version"])).unwrap();
+    assert_eq!(
+        version,
+        format!("banger {} (commit {commit})\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bash_completes_subcommands() {
+    let script = banger(&["completions", "bash"]);
+    let out = run(
+        "bash",
+        &[
+            "-c",
+            r#"source /dev/stdin
+COMP_WORDS=(banger image l); COMP_CWORD=2
+COMP_LINE='banger image l'; COMP_POINT=${#COMP_LINE}
+_banger banger l image
+echo "${COMPREPLY[*]}""#,
+        ],
+        &script,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "list ls\n");
+}
+
+#[test]
+fn fish_completes_subcommands() {
+    let script = banger(&["completions", "fish"]);
+    let out = run(
+        "fish",
+        &["-c", "source; complete -C 'banger image l'"],
+        &script,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "list\tList the images in the store\nls\tList a directory inside an image (no mount, no root)\n"
+    );
+}
+
+#[test]
+fn zsh_parses_its_completions() {
+    let script = banger(&["completions", "zsh"]);
+    let out = run("zsh", &["-n"], &script);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&script).starts_with("#compdef banger\n"));
+}
+
+#[test]
+fn every_man_page_renders_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    banger(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for expected in [
+        "banger.1",
+        "banger-image-export.1",
+        "banger-image-ls.1",
+        "banger-rootfs.1",
+    ] {
+        assert!(
+            pages.iter().any(|p| p == expected),
+            "{expected} in {pages:?}"
+        );
+    }
+    let printed = ("banger man".to_string(), banger(&["man"]));
+    let written = pages
+        .iter()
+        .map(|page| (page.clone(), std::fs::read(dir.path().join(page)).unwrap()));
+    for (page, roff) in std::iter::once(printed).chain(written) {
+        // -k: through preconv, as man(1) does, for the UTF-8 in help texts.
+        let out = run("groff", &["-k", "-man", "-Tutf8", "-ww", "-P-cbou"], &roff);
+        assert!(out.status.success(), "{page}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "groff warns about {page}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("SYNOPSIS"), "{page} renders a synopsis");
+    }
+}
