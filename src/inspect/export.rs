@@ -7,7 +7,7 @@
 //! devices and FIFOs, and files with holes as GNU sparse 1.0 entries, which
 //! GNU tar, libarchive and banger's own reader restore as sparse files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 
 use banger_ext4::read::{DataRegion, FileKind, Image, InodeView, ReadError};
@@ -54,8 +54,8 @@ pub fn export(image: &Image, out: &mut dyn Write) -> Result<ExportReport, Export
     };
     let root = image.root()?;
     exporter.entry(&root, b"./")?;
-    let mut ancestors = vec![root.ino];
-    exporter.directory(&root, b".", &mut ancestors)?;
+    let mut visited = HashSet::from([root.ino]);
+    exporter.directory(&root, b".", &mut visited)?;
     exporter.out.finish()?;
     Ok(exporter.report)
 }
@@ -73,7 +73,7 @@ impl Exporter<'_> {
         &mut self,
         dir: &InodeView,
         path: &[u8],
-        ancestors: &mut Vec<u32>,
+        visited: &mut HashSet<u32>,
     ) -> Result<(), ExportError> {
         let mut entries = self.image.read_dir(dir)?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -83,20 +83,19 @@ impl Exporter<'_> {
             child.push(b'/');
             child.extend_from_slice(&entry.name);
             if inode.kind == FileKind::Directory {
-                // A directory linked into its own subtree would never end.
-                if ancestors.contains(&inode.ino) {
+                // A directory has one parent: one reached twice is a loop,
+                // or a corrupt image that would export it again and again.
+                if !visited.insert(inode.ino) {
                     return Err(ReadError::Corrupt {
                         ino: inode.ino,
-                        what: "directory is inside itself",
+                        what: "directory linked from two places",
                     }
                     .into());
                 }
                 let mut dir_path = child.clone();
                 dir_path.push(b'/');
                 self.entry(&inode, &dir_path)?;
-                ancestors.push(inode.ino);
-                self.directory(&inode, &child, ancestors)?;
-                ancestors.pop();
+                self.directory(&inode, &child, visited)?;
             } else {
                 self.entry(&inode, &child)?;
             }

@@ -1,5 +1,6 @@
 //! `banger image ls`: directory listings read straight from an image.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 
 use banger_ext4::read::{FileKind, Image, InodeView, ReadError};
@@ -48,7 +49,7 @@ pub fn list(
         return write_entry(image, &entry, name, options, out);
     }
     let prefix = path.strip_suffix(b"/").unwrap_or(path).to_vec();
-    let mut visited = Vec::new();
+    let mut visited = HashSet::new();
     list_dir(image, &target, &prefix, options, &mut visited, out)
 }
 
@@ -57,14 +58,14 @@ fn list_dir(
     dir: &InodeView,
     prefix: &[u8],
     options: ListOptions,
-    visited: &mut Vec<u32>,
+    visited: &mut HashSet<u32>,
     out: &mut dyn Write,
 ) -> Result<(), ListError> {
-    // A corrupt image can link a directory into itself; list it once.
-    if visited.contains(&dir.ino) {
+    // A directory has one parent; a corrupt image may link one from many
+    // places (or into itself): list it once.
+    if !visited.insert(dir.ino) {
         return Ok(());
     }
-    visited.push(dir.ino);
     let mut entries = image.read_dir(dir)?;
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     for entry in entries {
@@ -82,7 +83,6 @@ fn list_dir(
             list_dir(image, &inode, &full, options, visited, out)?;
         }
     }
-    visited.pop();
     Ok(())
 }
 

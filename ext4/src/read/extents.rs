@@ -8,9 +8,10 @@ use zerocopy::FromBytes;
 /// The kernel refuses trees deeper than this (`EXT4_MAX_EXTENT_DEPTH`).
 const MAX_DEPTH: u16 = 5;
 
-/// Tree nodes one walk may read: a leaf maps up to 340 extents, so this
-/// covers over a TiB fragmented into single 4 KiB blocks, while a hostile
-/// tree repeating its children cannot turn a read into hours of I/O.
+/// Tree nodes one walk may read (fewer on a small filesystem): a leaf maps
+/// up to 340 extents, so this covers over a TiB fragmented into single
+/// 4 KiB blocks, while a hostile tree repeating its children cannot turn a
+/// read into hours of I/O.
 const MAX_NODES: u32 = 1 << 20;
 
 /// State of one walk.
@@ -18,6 +19,7 @@ struct Walk {
     ino: u32,
     extents: Vec<MappedExtent>,
     nodes_left: u32,
+    blocks_left: u64,
 }
 
 /// A run of file blocks mapped to contiguous disk blocks.
@@ -40,10 +42,13 @@ impl Image {
         if !inode.uses_extents() {
             return Err(ReadError::Unsupported("block-mapped (ext2/ext3) files"));
         }
+        // ext4 shares no blocks between or within files: a file maps at
+        // most every block once, and its tree has at most as many nodes.
         let mut walk = Walk {
             ino: inode.ino,
             extents: Vec::new(),
-            nodes_left: MAX_NODES,
+            nodes_left: MAX_NODES.min(u32::try_from(self.blocks_count).unwrap_or(u32::MAX)),
+            blocks_left: self.blocks_count,
         };
         self.walk(&mut walk, &inode.i_block, None)?;
         Ok(walk.extents)
@@ -92,6 +97,10 @@ impl Image {
                 if extent.physical.saturating_add(extent.len) > self.blocks_count {
                     return Err(corrupt("an extent reaches beyond the filesystem"));
                 }
+                walk.blocks_left = walk
+                    .blocks_left
+                    .checked_sub(extent.len)
+                    .ok_or(corrupt("maps more blocks than the filesystem has"))?;
                 walk.extents.push(extent);
             }
             return Ok(());
