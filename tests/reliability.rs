@@ -1,0 +1,148 @@
+//! What an adversarial run of `banger rootfs`, `image pull` and `kernel
+//! import` found (issue 13), each case checked through the binary.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use banger_testkit::assert_fsck_clean;
+
+/// A scratch directory with its own cache and store.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_banger"));
+        command
+            .args(args)
+            .env("BANGER_CACHE_DIR", self.path("cache"))
+            .env("BANGER_STATE_DIR", self.path("state"))
+            .env("DOCKER_CONFIG", self.path("docker"))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs `banger ARGS` and waits at most `limit` for it.
+    fn banger_within(&self, args: &[&str], limit: Duration) -> Output {
+        let mut child = self.command(args).spawn().expect("run banger");
+        let start = Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("reap");
+                panic!(
+                    "banger {args:?} still ran after {limit:?}; stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("output")
+    }
+
+    fn banger(&self, args: &[&str]) -> Output {
+        self.banger_within(args, Duration::from_secs(120))
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit `code`, one `error:` line containing every needle.
+fn assert_exit(output: &Output, code: i32, needles: &[&str]) -> String {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_else(|| panic!("no error line: {text}"))
+        .to_owned();
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+    line
+}
+
+/// Names in `dir` starting with a dot: temporary files left behind.
+fn hidden_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+// ------------------------------------------------------------ huge sparse entries
+
+/// A pax 0.1 sparse entry `big` of `size` bytes holding "hello" at 1 MiB.
+fn sparse_tar(size: u64) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let size_text = size.to_string();
+    builder
+        .append_pax_extensions([
+            ("GNU.sparse.size", size_text.as_bytes()),
+            ("GNU.sparse.name", b"big".as_slice()),
+            ("GNU.sparse.map", b"1048576,5".as_slice()),
+        ])
+        .expect("pax");
+    let mut header = tar::Header::new_ustar();
+    header.set_size(5);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "GNUSparseFile.0/big", &b"hello"[..])
+        .expect("append");
+    builder.into_inner().expect("tar")
+}
+
+#[test]
+fn sparse_entries_of_16_tib_and_more_are_refused_naming_the_entry() {
+    let work = Work::new();
+    fs::create_dir(work.path("out")).expect("mkdir");
+    for size in [1u64 << 44, 1 << 50, i64::MAX as u64] {
+        let input = work.path("sparse.tar");
+        fs::write(&input, sparse_tar(size)).expect("write");
+        let out = work.path("out").join("big.ext4");
+        let output = work.banger(&[
+            "rootfs",
+            &format!("tar:{}", input.display()),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--no-agents",
+        ]);
+        assert_exit(&output, 1, &["big", &size.to_string(), "16 TiB"]);
+        assert!(!out.exists(), "{size}: output left behind");
+        assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
+    }
+    // One block short of 16 TiB is the largest ext4 file: written, clean.
+    let input = work.path("sparse.tar");
+    fs::write(&input, sparse_tar((1 << 44) - 4096)).expect("write");
+    let out = work.path("out").join("max.ext4");
+    let output = work.banger(&[
+        "rootfs",
+        &format!("tar:{}", input.display()),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--no-agents",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_fsck_clean(&out);
+}
