@@ -114,3 +114,61 @@ fn same_tree_and_options_give_identical_bytes() {
         std::fs::read(&other.path).expect("read")
     );
 }
+
+/// The largest image file the host filesystem under the temporary directory
+/// accepts is the largest size this test can check with e2fsck: on ext4 that
+/// is its own 16 TiB − 4 KiB file limit (far below banger's 192 TiB, whose
+/// geometry the unit tests in `geometry.rs` check by computation).
+#[test]
+fn sixteen_tib_minus_one_block_is_e2fsck_clean() {
+    const SIZE: u64 = (1 << 44) - 4096;
+    let dir = tempfile::tempdir().expect("tmp");
+    let probe = std::fs::File::create(dir.path().join("probe")).expect("probe");
+    if probe.set_len(SIZE).is_err() {
+        eprintln!(
+            "SKIPPED sixteen_tib_minus_one_block_is_e2fsck_clean: {} cannot hold a {SIZE}-byte sparse file",
+            dir.path().display()
+        );
+        return;
+    }
+    drop(probe);
+    let img = write(
+        &sample_tree(),
+        Options {
+            size: Some(SIZE),
+            ..Options::default()
+        },
+    );
+    banger_testkit::assert_fsck_clean(&img.path);
+    let info = dumpe2fs(&img.path);
+    // 2^32 − 1 blocks in 131072 groups, the last one block short; 2^30
+    // inodes (one per 16 KiB), 8192 per group.
+    assert_eq!(field(&info, "Block count"), "4294967295");
+    assert_eq!(field(&info, "Inode count"), "1073741824");
+    assert_eq!(field(&info, "Inodes per group"), "8192");
+}
+
+#[test]
+fn sizes_past_the_largest_are_refused_before_anything_is_written() {
+    for size in [(192u64 << 40) + (128 << 20), 1 << 62, u64::MAX] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("img");
+        let err = write_image(
+            &sample_tree(),
+            &path,
+            Options {
+                size: Some(size),
+                ..Options::default()
+            },
+        )
+        .expect_err("too large");
+        match err {
+            BuildError::Geometry(GeometryError::TooLarge { bytes, max }) => {
+                assert_eq!(bytes, size);
+                assert_eq!(max, 192 << 40);
+            }
+            other => panic!("{size}: unexpected error {other}"),
+        }
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
+    }
+}
