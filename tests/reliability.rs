@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use banger_testkit::assert_fsck_clean;
+use support::fake::{FakeServer, Reply, Request};
+use support::oci::{build_layout, Comp, ImageSpec, LayerSpec};
 
 /// A scratch directory with its own cache and store.
 struct Work {
@@ -89,6 +91,75 @@ fn hidden_files(dir: &Path) -> Vec<String> {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
         .collect()
+}
+
+// ------------------------------------------------------------ exit codes
+
+#[test]
+fn a_missing_tag_in_an_oci_layout_exits_3() {
+    let work = Work::new();
+    let layout = work.path("layout");
+    build_layout(
+        &layout,
+        "v1",
+        &[ImageSpec::new(
+            "linux/amd64",
+            vec![LayerSpec::new(Comp::Gzip, &[("etc/hello", b"hello\n")])],
+        )],
+    );
+    let out = work.path("o.ext4");
+    let output = work.banger(&[
+        "rootfs",
+        &format!("oci:{}:nosuchtag", layout.display()),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_exit(&output, 3, &["nosuchtag"]);
+    assert!(!out.exists());
+}
+
+/// A registry that knows no manifest at all.
+fn empty_registry() -> FakeServer {
+    FakeServer::start("127.0.0.1", |request: &Request| match request.path() {
+        "/v2/" => Reply::new(200, "{}"),
+        _ => Reply::new(
+            404,
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        ),
+    })
+}
+
+#[test]
+fn a_missing_tag_in_a_registry_exits_3_from_rootfs_and_image_pull() {
+    let work = Work::new();
+    let server = empty_registry();
+    let reference = format!("{}/e2e/img:gone", server.addr);
+    let out = work.path("o.ext4");
+    let output = work.banger(&["rootfs", &reference, "-o", out.to_str().expect("utf-8")]);
+    assert_exit(&output, 3, &["404", "manifest unknown"]);
+    assert!(!out.exists());
+    let output = work.banger(&["image", "pull", &reference, "--name", "gone"]);
+    assert_exit(&output, 3, &["404"]);
+}
+
+#[test]
+fn malformed_references_and_sources_exit_2() {
+    let work = Work::new();
+    let out = work.path("o.ext4");
+    let out = out.to_str().expect("utf-8");
+    for (source, needle) in [
+        ("docker://Up/X", "lowercase"),
+        ("dir:/x", "unsupported transport"),
+        ("oci:", "oci:DIR"),
+        ("host:5000/x@sha256:1234", "sha256"),
+    ] {
+        let output = work.banger(&["rootfs", source, "-o", out]);
+        assert_exit(&output, 2, &[needle]);
+    }
+    let output = work.banger(&["image", "pull", "docker://Up/X", "--name", "up"]);
+    assert_exit(&output, 2, &["lowercase"]);
+    let output = work.banger(&["rootfs", "alpine", "-o", out, "--platform", "linux//"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
 
 // ------------------------------------------------------------ huge sparse entries

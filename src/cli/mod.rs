@@ -16,9 +16,11 @@ use clap::{Parser, Subcommand};
 
 use banger::guest::modules::ModuleSet;
 use banger::guest::InitChoice;
-use banger::rootfs::GuestSettings;
+use banger::platform::PlatformError;
+use banger::reference::ReferenceError;
+use banger::rootfs::{GuestSettings, RootfsError};
 use banger::source::registry::{Credentials, CredentialsFn};
-use banger::source::ResolveOptions;
+use banger::source::{ResolveOptions, SourceError};
 use banger::store::StoreError;
 
 /// Turn OCI/Docker container images into bootable ext4 root filesystems
@@ -253,12 +255,60 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
-            let code = error
-                .chain()
-                .find_map(|e| e.downcast_ref::<StoreError>())
-                .map_or(1, StoreError::exit_code);
-            ExitCode::from(code)
+            ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// README's exit codes: 2 usage error, 3 not found, 4 already exists, 1 any
+/// other error. Decided by the first typed error in the chain.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<StoreError>() {
+                Some(store_exit_code(e))
+            } else if let Some(e) = cause.downcast_ref::<RootfsError>() {
+                Some(rootfs_exit_code(e))
+            } else if let Some(e) = cause.downcast_ref::<SourceError>() {
+                Some(source_exit_code(e))
+            } else if cause.is::<ReferenceError>() || cause.is::<PlatformError>() {
+                Some(USAGE)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(ERROR)
+}
+
+const ERROR: u8 = 1;
+const USAGE: u8 = 2;
+const NOT_FOUND: u8 = 3;
+const EXISTS: u8 = 4;
+
+fn store_exit_code(error: &StoreError) -> u8 {
+    match error {
+        StoreError::Name(_) => USAGE,
+        StoreError::NotFound { .. } => NOT_FOUND,
+        StoreError::AlreadyExists { .. } => EXISTS,
+        StoreError::Source(e) => source_exit_code(e),
+        StoreError::Rootfs(e) => rootfs_exit_code(e),
+        _ => ERROR,
+    }
+}
+
+fn rootfs_exit_code(error: &RootfsError) -> u8 {
+    match error {
+        RootfsError::Source(e) => source_exit_code(e),
+        _ => ERROR,
+    }
+}
+
+fn source_exit_code(error: &SourceError) -> u8 {
+    match error {
+        SourceError::Reference(_) | SourceError::InvalidSource { .. } => USAGE,
+        SourceError::NotFound { .. } | SourceError::Registry { status: 404, .. } => NOT_FOUND,
+        _ => ERROR,
     }
 }
 
