@@ -89,6 +89,20 @@ pub enum RootfsError {
     /// The filesystem could not be written.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The output path names something that is not a regular file.
+    #[error("{path} is {what}; --output must be a regular file or a new name")]
+    OutputNotAFile {
+        /// The output path.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
+    /// The output path is the file the image is read from.
+    #[error("{path} is the input file itself; write the image to another file")]
+    OutputIsInput {
+        /// The output path.
+        path: PathBuf,
+    },
     /// The output file could not be created or published.
     #[error("{context} {path}: {source}")]
     Output {
@@ -110,6 +124,7 @@ impl From<GuestError> for RootfsError {
 
 /// Resolves the source (downloading into the cache) and writes the image.
 pub async fn build_rootfs(request: RootfsRequest) -> Result<RootfsReport, RootfsError> {
+    check_output_path(&request.output, &request.source)?;
     let image = source::resolve(&request.source, &request.resolve).await?;
     tokio::task::spawn_blocking(move || write_rootfs(image, &request))
         .await
@@ -363,15 +378,57 @@ impl FilesystemIds {
     }
 }
 
-/// Whether `path` names something banger may overwrite as output.
-pub fn check_output_path(path: &Path) -> Result<(), String> {
-    if path.is_dir() {
-        return Err(format!(
-            "{} is a directory; give a file name with --output",
-            path.display()
-        ));
+/// Checks that `output` may be replaced by the image: it must be missing or
+/// a regular file (never a directory, device, FIFO or socket, which the
+/// final rename would replace by a regular file), and not the file `source`
+/// reads, compared by device and inode so that any spelling of the path counts.
+pub fn check_output_path(output: &Path, source: &ImageSource) -> Result<(), RootfsError> {
+    let meta = match std::fs::metadata(output) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RootfsError::Output {
+                context: "checking",
+                path: output.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(RootfsError::OutputNotAFile {
+            path: output.to_path_buf(),
+            what,
+        });
     }
-    Ok(())
+    let input = match source {
+        ImageSource::Tar(crate::source::TarInput::Path(path))
+        | ImageSource::DockerArchive(path) => path,
+        _ => return Ok(()),
+    };
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(input) {
+        Ok(input_meta) if (input_meta.dev(), input_meta.ino()) == (meta.dev(), meta.ino()) => {
+            Err(RootfsError::OutputIsInput {
+                path: output.to_path_buf(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

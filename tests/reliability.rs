@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -63,6 +64,24 @@ impl Work {
     fn banger(&self, args: &[&str]) -> Output {
         self.banger_within(args, Duration::from_secs(120))
     }
+
+    /// A small rootfs tar (one file) at `name`.
+    fn tar_file(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, small_tar()).expect("write tar");
+        path
+    }
+}
+
+fn small_tar() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(6);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "etc/hello", &b"hello\n"[..])
+        .expect("append");
+    builder.into_inner().expect("tar")
 }
 
 fn stderr(output: &Output) -> String {
@@ -160,6 +179,104 @@ fn malformed_references_and_sources_exit_2() {
     assert_exit(&output, 2, &["lowercase"]);
     let output = work.banger(&["rootfs", "alpine", "-o", out, "--platform", "linux//"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
+// ------------------------------------------------------------ output paths
+
+#[test]
+fn outputs_that_are_not_regular_files_are_refused_and_left_alone() {
+    let work = Work::new();
+    let input = work.tar_file("in.tar");
+    let source = format!("tar:{}", input.display());
+    let fifo = work.path("fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c path");
+    // SAFETY: a valid NUL-terminated path; mkfifo reads nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    let socket = work.path("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("socket");
+    let directory = work.path("dir");
+    fs::create_dir(&directory).expect("mkdir");
+    let mut cases = vec![
+        (fifo.clone(), "FIFO"),
+        (socket.clone(), "socket"),
+        (directory.clone(), "directory"),
+    ];
+    // `mknod n c 1 3` (a /dev/null) needs root; the other cases do not.
+    let device = work.path("n");
+    let c_device = std::ffi::CString::new(device.to_str().expect("utf-8")).expect("c path");
+    // SAFETY: a valid NUL-terminated path; mknod reads nothing else.
+    if unsafe {
+        libc::mknod(
+            c_device.as_ptr(),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(1, 3),
+        )
+    } == 0
+    {
+        cases.push((device.clone(), "character device"));
+    } else {
+        eprintln!("SKIPPED the device-node case: mknod needs root");
+    }
+    for (path, what) in &cases {
+        let output = work.banger_within(
+            &[
+                "rootfs",
+                &source,
+                "-o",
+                path.to_str().expect("utf-8"),
+                "--no-agents",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_exit(&output, 2, &[what, path.to_str().expect("utf-8")]);
+    }
+    assert!(fs::metadata(&fifo).expect("fifo").file_type().is_fifo());
+    assert!(fs::metadata(&socket)
+        .expect("socket")
+        .file_type()
+        .is_socket());
+    assert!(fs::metadata(&directory).expect("dir").is_dir());
+    if cases.len() == 4 {
+        assert!(fs::metadata(&device)
+            .expect("device")
+            .file_type()
+            .is_char_device());
+    }
+    assert_eq!(hidden_files(work.dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn an_output_that_is_the_input_is_refused_however_it_is_spelled() {
+    let work = Work::new();
+    let input = work.tar_file("in.tar");
+    fs::create_dir(work.path("sub")).expect("mkdir");
+    fs::hard_link(&input, work.path("sub/link.tar")).expect("hard link");
+    let original = fs::read(&input).expect("read");
+    let source = format!("tar:{}", input.display());
+    for output_path in [
+        input.clone(),
+        work.dir.path().join("sub/../in.tar"),
+        work.path("sub/link.tar"),
+    ] {
+        let output = work.banger(&[
+            "rootfs",
+            &source,
+            "-o",
+            output_path.to_str().expect("utf-8"),
+            "--no-agents",
+        ]);
+        assert_exit(&output, 2, &["input file itself"]);
+        assert_eq!(fs::read(&input).expect("read"), original, "input changed");
+    }
+    // docker-archive:FILE is an input file too.
+    let output = work.banger(&[
+        "rootfs",
+        &format!("docker-archive:{}", input.display()),
+        "-o",
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_exit(&output, 2, &["input file itself"]);
+    assert_eq!(fs::read(&input).expect("read"), original, "input changed");
 }
 
 // ------------------------------------------------------------ huge sparse entries

@@ -300,6 +300,7 @@ fn store_exit_code(error: &StoreError) -> u8 {
 fn rootfs_exit_code(error: &RootfsError) -> u8 {
     match error {
         RootfsError::Source(e) => source_exit_code(e),
+        RootfsError::OutputNotAFile { .. } | RootfsError::OutputIsInput { .. } => USAGE,
         _ => ERROR,
     }
 }

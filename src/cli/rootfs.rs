@@ -59,8 +59,9 @@ pub struct RootfsArgs {
 }
 
 pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
-    check_output_path(&args.output).map_err(anyhow::Error::msg)?;
     let source: ImageSource = args.source.parse()?;
+    // Before any download: a bad output path is known now.
+    check_output_path(&args.output, &source)?;
     let mut resolve = ResolveOptions::new(default_cache_dir());
     resolve.platform = args.platform.parse()?;
     resolve.insecure_registries = args.insecure_registries;
