@@ -279,6 +279,25 @@ fn an_output_that_is_the_input_is_refused_however_it_is_spelled() {
     assert_eq!(fs::read(&input).expect("read"), original, "input changed");
 }
 
+#[test]
+fn a_255_byte_output_name_works() {
+    let work = Work::new();
+    let input = work.tar_file("in.tar");
+    fs::create_dir(work.path("out")).expect("mkdir");
+    let out = work.path("out").join("x".repeat(251) + ".img");
+    assert_eq!(out.file_name().expect("name").len(), 255);
+    let output = work.banger(&[
+        "rootfs",
+        &format!("tar:{}", input.display()),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--no-agents",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_fsck_clean(&out);
+    assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
+}
+
 // ------------------------------------------------------------ huge sparse entries
 
 /// A pax 0.1 sparse entry `big` of `size` bytes holding "hello" at 1 MiB.
