@@ -353,3 +353,72 @@ fn sparse_entries_of_16_tib_and_more_are_refused_naming_the_entry() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_fsck_clean(&out);
 }
+
+// ------------------------------------------------------------ kernel import
+
+#[test]
+fn kernel_import_refuses_fifos_and_files_that_are_not_kernels() {
+    let work = Work::new();
+    let fifo = work.path("fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c path");
+    // SAFETY: a valid NUL-terminated path; mkfifo reads nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    let output = work.banger_within(
+        &[
+            "kernel",
+            "import",
+            "k",
+            "--kernel",
+            fifo.to_str().expect("utf-8"),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_exit(&output, 1, &["regular file"]);
+
+    let empty = work.path("empty");
+    fs::write(&empty, b"").expect("write");
+    let text = work.path("passwd");
+    fs::write(&text, b"root:x:0:0:root:/root:/bin/bash\n").expect("write");
+    for path in [&empty, &text] {
+        let output = work.banger(&[
+            "kernel",
+            "import",
+            "k",
+            "--kernel",
+            path.to_str().expect("utf-8"),
+        ]);
+        assert_exit(&output, 1, &["bzImage", "ELF"]);
+    }
+    let list = work.banger(&["kernel", "list", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]");
+
+    // A bzImage header (boot protocol magic at 0x202) is accepted.
+    let mut bzimage = vec![0u8; 0x1000];
+    bzimage[0x202..0x206].copy_from_slice(b"HdrS");
+    let kernel = work.path("vmlinuz");
+    fs::write(&kernel, &bzimage).expect("write");
+    let output = work.banger(&[
+        "kernel",
+        "import",
+        "k",
+        "--kernel",
+        kernel.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // So is an ELF file, but a FIFO as --initrd is not.
+    let elf = work.path("vmlinux");
+    fs::write(&elf, b"\x7fELF\x02\x01\x01").expect("write");
+    let output = work.banger_within(
+        &[
+            "kernel",
+            "import",
+            "k2",
+            "--kernel",
+            elf.to_str().expect("utf-8"),
+            "--initrd",
+            fifo.to_str().expect("utf-8"),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_exit(&output, 1, &["--initrd", "regular file"]);
+}

@@ -116,6 +116,14 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// A file given to `kernel import` is not what it must be.
+    #[error("{path}: {reason}")]
+    NotAKernel {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Wraps an I/O error with what was being done.
