@@ -354,6 +354,30 @@ fn sparse_entries_of_16_tib_and_more_are_refused_naming_the_entry() {
     assert_fsck_clean(&out);
 }
 
+// ------------------------------------------------------------ arguments
+
+#[test]
+fn vsock_port_any_is_refused_at_parsing() {
+    let work = Work::new();
+    let input = work.tar_file("in.tar");
+    let out = work.path("o.ext4");
+    let output = work.banger(&[
+        "rootfs",
+        &format!("tar:{}", input.display()),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--vsock-port",
+        "4294967295",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("VMADDR_PORT_ANY"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+}
+
 // ------------------------------------------------------------ kernel import
 
 #[test]

@@ -73,8 +73,8 @@ pub struct GuestArgs {
     /// Leave the image exactly as the layers say: no agents, no init, no kernel modules.
     #[arg(long)]
     pub no_agents: bool,
-    /// vsock port the health agent listens on.
-    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
+    /// vsock port the health agent listens on (0 to 4294967294).
+    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT, value_parser = parse_vsock_port)]
     pub vsock_port: u32,
     /// Init system to set the guest services up for: auto (detect it; banger's own
     /// init where the image has none), systemd, sysvinit, openrc, busybox, or banger
@@ -118,6 +118,18 @@ impl GuestArgs {
             init: self.init.clone(),
             modules: None,
         })
+    }
+}
+
+/// A vsock port: any u32 but VMADDR_PORT_ANY (u32::MAX), which means "any
+/// port" to bind(2), so the agent would listen somewhere unknown.
+fn parse_vsock_port(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(u32::MAX) => {
+            Err("4294967295 is VMADDR_PORT_ANY, not a port; use 0 to 4294967294".into())
+        }
+        Ok(port) => Ok(port),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -355,6 +367,14 @@ mod tests {
         );
         let multi = anyhow::anyhow!("registry said:\n  too many\n\n requests");
         assert_eq!(one_line(&multi), "registry said: too many requests");
+    }
+
+    #[test]
+    fn vsock_ports() {
+        assert_eq!(super::parse_vsock_port("52"), Ok(52));
+        assert_eq!(super::parse_vsock_port("4294967294"), Ok(4_294_967_294));
+        assert!(super::parse_vsock_port("4294967295").is_err());
+        assert!(super::parse_vsock_port("-1").is_err());
     }
 
     #[test]
