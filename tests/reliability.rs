@@ -446,3 +446,24 @@ fn kernel_import_refuses_fifos_and_files_that_are_not_kernels() {
     );
     assert_exit(&output, 1, &["--initrd", "regular file"]);
 }
+
+// ------------------------------------------------------------ registries
+
+#[test]
+fn a_loopback_registry_that_is_down_gets_no_insecure_registry_hint() {
+    let work = Work::new();
+    // A port nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let out = work.path("o.ext4");
+    let output = work.banger(&[
+        "rootfs",
+        &format!("127.0.0.1:{port}/x:y"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let line = assert_exit(&output, 1, &["could not fetch", "http://127.0.0.1"]);
+    assert!(!line.contains("--insecure-registry"), "{line}");
+}

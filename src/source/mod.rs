@@ -422,7 +422,7 @@ pub enum SourceError {
         source: io::Error,
     },
     /// The registry could not be reached or the connection broke.
-    #[error("could not fetch {url}: {source} (check the network; a plain-HTTP registry needs --insecure-registry)")]
+    #[error("could not fetch {url}: {source} ({})", network_hint(url))]
     Http {
         /// The request.
         url: String,
@@ -510,6 +510,17 @@ pub enum SourceError {
         /// What is missing, and what exists.
         reason: String,
     },
+}
+
+/// What to check when a request failed. A URL that is already plain HTTP
+/// (a loopback registry, or one named with --insecure-registry) gains nothing
+/// from --insecure-registry.
+fn network_hint(url: &str) -> &'static str {
+    if url.starts_with("http://") {
+        "check the network and that the registry is running"
+    } else {
+        "check the network; a plain-HTTP registry needs --insecure-registry"
+    }
 }
 
 impl SourceError {
