@@ -467,3 +467,69 @@ fn a_loopback_registry_that_is_down_gets_no_insecure_registry_hint() {
     let line = assert_exit(&output, 1, &["could not fetch", "http://127.0.0.1"]);
     assert!(!line.contains("--insecure-registry"), "{line}");
 }
+
+/// `user:secret`, base64, as HTTP basic auth sends it.
+const USER_SECRET_BASIC: &str = "Basic dXNlcjpzZWNyZXQ=";
+
+#[test]
+fn rootfs_uses_docker_config_credentials_like_image_pull() {
+    let work = Work::new();
+    let layout = build_layout(
+        &work.path("layout"),
+        "v1",
+        &[ImageSpec::new(
+            "linux/amd64",
+            vec![LayerSpec::new(Comp::Gzip, &[("etc/hello", b"hello\n")])],
+        )],
+    );
+    let mut blobs = std::collections::HashMap::new();
+    for entry in fs::read_dir(layout.dir.join("blobs/sha256")).expect("blobs") {
+        let entry = entry.expect("entry");
+        let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+        blobs.insert(digest, fs::read(entry.path()).expect("blob"));
+    }
+    let top = layout.top_digest.clone();
+    let server = FakeServer::start("127.0.0.1", move |request: &Request| {
+        if request.headers.get("authorization").map(String::as_str) != Some(USER_SECRET_BASIC) {
+            return Reply::new(401, "").header("WWW-Authenticate", r#"Basic realm="fake""#);
+        }
+        let path = request.path();
+        if path == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        let wanted = match path.strip_prefix("/v2/private/img/manifests/") {
+            Some("v1") => Some(top.clone()),
+            Some(digest) => Some(digest.to_string()),
+            None => path
+                .strip_prefix("/v2/private/img/blobs/")
+                .map(str::to_string),
+        };
+        match wanted.and_then(|d| blobs.get(&d).map(|b| (d, b.clone()))) {
+            Some((digest, body)) => Reply::new(200, body)
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .header("Docker-Content-Digest", &digest),
+            None => Reply::new(404, r#"{"errors":[{"code":"NOT_FOUND","message":"no"}]}"#),
+        }
+    });
+    fs::create_dir(work.path("docker")).expect("mkdir");
+    fs::write(
+        work.path("docker/config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzZWNyZXQ="}}}}}}"#,
+            server.addr
+        ),
+    )
+    .expect("config.json");
+    let out = work.path("private.ext4");
+    let output = work.banger(&[
+        "rootfs",
+        &format!("{}/private/img:v1", server.addr),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--no-agents",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_fsck_clean(&out);
+    let fs = ext4_view::Ext4::load_from_path(&out).expect("ext4");
+    assert_eq!(fs.read("/etc/hello").expect("read"), b"hello\n");
+}

@@ -209,6 +209,26 @@ pub fn resolve_options(
     registry_host: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<ResolveOptions> {
+    let mut resolve = registry_options(platform, registry, registry_host)?;
+    if !quiet {
+        resolve.progress = Some(if std::io::stderr().is_terminal() {
+            banger::progress::download_reporter()
+        } else {
+            banger::progress::log_reporter()
+        });
+    }
+    Ok(resolve)
+}
+
+/// Resolve options without progress: cache, platform, insecure registries,
+/// credentials (`--username`, else docker's config). Every
+/// command that pulls builds its options here, so they all reach private
+/// registries the same way.
+pub fn registry_options(
+    platform: &str,
+    registry: &RegistryArgs,
+    registry_host: Option<&str>,
+) -> anyhow::Result<ResolveOptions> {
     let mut resolve = ResolveOptions::new(banger::source::default_cache_dir());
     resolve.platform = platform.parse()?;
     resolve.insecure_registries = registry.insecure_registries.clone();
@@ -232,13 +252,6 @@ pub fn resolve_options(
         _ => None,
     };
     resolve.credentials = Some(credentials_lookup(explicit));
-    if !quiet {
-        resolve.progress = Some(if std::io::stderr().is_terminal() {
-            banger::progress::download_reporter()
-        } else {
-            banger::progress::log_reporter()
-        });
-    }
     Ok(resolve)
 }
 
