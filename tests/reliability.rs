@@ -4,6 +4,7 @@
 mod support;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -532,4 +533,85 @@ fn rootfs_uses_docker_config_credentials_like_image_pull() {
     assert_fsck_clean(&out);
     let fs = ext4_view::Ext4::load_from_path(&out).expect("ext4");
     assert_eq!(fs.read("/etc/hello").expect("read"), b"hello\n");
+}
+
+/// Superblock bytes 0x68..0x78 (UUID) and 0xEC..0xFC (hash seed), read raw.
+fn uuid_and_seed(img: &Path) -> (Vec<u8>, Vec<u8>) {
+    let bytes = fs::read(img).map(|b| b[1024..2048].to_vec()).expect("read");
+    (bytes[0x68..0x78].to_vec(), bytes[0xEC..0xFC].to_vec())
+}
+
+fn tar_of(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, path, data)
+        .expect("append");
+    builder.into_inner().expect("tar")
+}
+
+#[test]
+fn tar_images_take_their_uuid_and_hash_seed_from_their_content() {
+    let work = Work::new();
+    let (a, b) = (tar_of("etc/a", b"first"), tar_of("etc/b", b"second"));
+    let build = |name: &str, source: &str, stdin: Option<&[u8]>| {
+        let out = work.path(name);
+        let mut command = work.command(&[
+            "rootfs",
+            source,
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--no-agents",
+        ]);
+        command.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = command.spawn().expect("run");
+        if let Some(bytes) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(bytes)
+                .expect("write stdin");
+        }
+        let output = child.wait_with_output().expect("wait");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_fsck_clean(&out);
+        uuid_and_seed(&out)
+    };
+    let stdin_a = build("sa.ext4", "tar:-", Some(&a));
+    let stdin_b = build("sb.ext4", "tar:-", Some(&b));
+    assert_ne!(stdin_a.0, stdin_b.0, "two tar:- images share a UUID");
+    assert_ne!(stdin_a.1, stdin_b.1, "two tar:- images share a hash seed");
+
+    // The same content under two paths: one UUID; new content at one path: another.
+    fs::write(work.path("one.tar"), &a).expect("write");
+    fs::write(work.path("two.tar"), &a).expect("write");
+    let one = build(
+        "one.ext4",
+        &format!("tar:{}", work.path("one.tar").display()),
+        None,
+    );
+    let two = build(
+        "two.ext4",
+        &format!("tar:{}", work.path("two.tar").display()),
+        None,
+    );
+    assert_eq!(one, two, "same content, different ids");
+    assert_eq!(one, stdin_a, "a file and stdin with the same tar differ");
+    fs::write(work.path("one.tar"), &b).expect("write");
+    let changed = build(
+        "changed.ext4",
+        &format!("tar:{}", work.path("one.tar").display()),
+        None,
+    );
+    assert_ne!(
+        changed.0, one.0,
+        "new content at the same path kept the UUID"
+    );
 }

@@ -215,6 +215,14 @@ impl ImageBuilder {
         })
     }
 
+    /// Replaces the UUID and directory hash seed given in the options. Both
+    /// are first used by [`ImageBuilder::finish`], so a caller may derive
+    /// them from the content it streamed in.
+    pub fn set_ids(&mut self, uuid: [u8; 16], hash_seed: [u8; 16]) {
+        self.options.uuid = uuid;
+        self.options.hash_seed = hash_seed;
+    }
+
     /// Writes all metadata for `tree` and completes the image. Files whose
     /// contents come from a [`crate::tree::ContentSource`] are streamed now.
     pub fn finish(mut self, tree: &Tree) -> Result<ImageSummary, BuildError> {
