@@ -535,6 +535,36 @@ fn rootfs_uses_docker_config_credentials_like_image_pull() {
     assert_eq!(fs.read("/etc/hello").expect("read"), b"hello\n");
 }
 
+#[test]
+fn xz_bzip2_zip_and_lz4_inputs_are_named_not_called_truncated() {
+    let work = Work::new();
+    fs::create_dir(work.path("out")).expect("mkdir");
+    // Each format's magic bytes (xz: FD 37 7A 58 5A 00; zip: a local file
+    // header; lz4: frame magic 0x184D2204; bzip2: "BZh" and a block-size
+    // digit), then bytes that are no tar.
+    let cases: [(&str, &[u8]); 4] = [
+        ("xz", b"\xfd7zXZ\x00\x00\x04garbage"),
+        ("zip", b"PK\x03\x04\x14\x00\x00\x00garbage"),
+        ("lz4", b"\x04\x22\x4d\x18\x64\x40garbage"),
+        ("bzip2", b"BZh91AY&SYgarbage"),
+    ];
+    for (format, bytes) in cases {
+        let input = work.path(format);
+        fs::write(&input, bytes).expect("write");
+        let out = work.path("out").join("x.ext4");
+        let output = work.banger(&[
+            "rootfs",
+            &format!("tar:{}", input.display()),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--no-agents",
+        ]);
+        let line = assert_exit(&output, 1, &[&format!("{format}-compressed")]);
+        assert!(!line.contains("truncated"), "{line}");
+        assert!(!out.exists());
+    }
+}
+
 /// Superblock bytes 0x68..0x78 (UUID) and 0xEC..0xFC (hash seed), read raw.
 fn uuid_and_seed(img: &Path) -> (Vec<u8>, Vec<u8>) {
     let bytes = fs::read(img).map(|b| b[1024..2048].to_vec()).expect("read");
