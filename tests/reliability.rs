@@ -645,3 +645,71 @@ fn tar_images_take_their_uuid_and_hash_seed_from_their_content() {
         "new content at the same path kept the UUID"
     );
 }
+
+/// A registry whose `/v2/` answers at once but whose manifests trickle out
+/// one byte every 100 ms, forever (the declared length is never reached).
+fn trickling_registry() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let mut out = stream;
+                if request.starts_with("GET /v2/ ") {
+                    let _ = out.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                    return;
+                }
+                let _ = out.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n",
+                );
+                while out.write_all(b" ").and_then(|()| out.flush()).is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_registry_trickling_bytes_fails_the_pull_at_the_minimum_speed() {
+    let work = Work::new();
+    let addr = trickling_registry();
+    let out = work.path("o.ext4");
+    let start = Instant::now();
+    let output = work.banger_within(
+        &[
+            "rootfs",
+            &format!("{addr}/slow/img:v1"),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--min-speed",
+            "100",
+            "--speed-time",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    // About 20 bytes in the first 2 s, below 200: the pull stops there.
+    assert_exit(&output, 1, &["slow/img", "100 bytes/s", "--min-speed"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!out.exists());
+}

@@ -19,7 +19,7 @@ use banger::guest::InitChoice;
 use banger::platform::PlatformError;
 use banger::reference::ReferenceError;
 use banger::rootfs::{GuestSettings, RootfsError};
-use banger::source::registry::{Credentials, CredentialsFn};
+use banger::source::registry::{Credentials, CredentialsFn, SpeedLimit};
 use banger::source::{ResolveOptions, SourceError};
 use banger::store::StoreError;
 
@@ -54,7 +54,7 @@ enum Command {
 }
 
 /// Registry options shared by the commands that pull.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RegistryArgs {
     /// Reach this registry over plain HTTP (loopback registries always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
@@ -65,6 +65,13 @@ pub struct RegistryArgs {
     /// Read the password (or token) for --username from standard input.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+    /// Fail a registry transfer that averages less than this many bytes per
+    /// second over --speed-time (e.g. 1K, 0 to wait for any speed).
+    #[arg(long, value_name = "BYTES", default_value = "1K", value_parser = parse_size)]
+    pub min_speed: u64,
+    /// Seconds over which --min-speed is measured.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub speed_time: u64,
 }
 
 /// What banger adds to the guest: options shared by `rootfs` and `image pull`.
@@ -221,7 +228,7 @@ pub fn resolve_options(
 }
 
 /// Resolve options without progress: cache, platform, insecure registries,
-/// credentials (`--username`, else docker's config). Every
+/// credentials (`--username`, else docker's config) and the speed limit. Every
 /// command that pulls builds its options here, so they all reach private
 /// registries the same way.
 pub fn registry_options(
@@ -252,6 +259,10 @@ pub fn registry_options(
         _ => None,
     };
     resolve.credentials = Some(credentials_lookup(explicit));
+    resolve.min_speed = (registry.min_speed > 0).then(|| SpeedLimit {
+        bytes_per_sec: registry.min_speed,
+        window: std::time::Duration::from_secs(registry.speed_time),
+    });
     Ok(resolve)
 }
 
