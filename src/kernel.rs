@@ -20,7 +20,7 @@
 //! `initrd` and `modules.tar.gz`. See docs/kernel-artifacts.md.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 use crate::catalog::KernelCatalog;
@@ -142,6 +142,10 @@ pub fn import_kernel(
     force: bool,
 ) -> Result<KernelRecord, StoreError> {
     crate::names::validate_name(name)?;
+    check_kernel_file(vmlinux)?;
+    if let Some(initrd) = initrd {
+        check_regular_file(initrd, "--initrd")?;
+    }
     store.check_free(Kind::Kernel, name, force)?;
     let staging = store.stage(Kind::Kernel, name)?;
     let copy = |from: &Path, file: &str| {
@@ -169,6 +173,44 @@ pub fn import_kernel(
     };
     store.publish_kernel(staging, &record)?;
     Ok(record)
+}
+
+/// Refuses anything but a regular file: reading a FIFO would wait forever
+/// and a device would be read without end.
+fn check_regular_file(path: &Path, flag: &'static str) -> Result<(), StoreError> {
+    let meta = fs::metadata(path).map_err(io_err(format!("{flag} {}", path.display())))?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(StoreError::NotAKernel {
+            path: path.to_path_buf(),
+            reason: format!("{flag} must name a regular file"),
+        })
+    }
+}
+
+/// Offset of the x86 boot protocol's "HdrS" magic in a bzImage
+/// (Documentation/arch/x86/boot.rst).
+const BZIMAGE_MAGIC_AT: usize = 0x202;
+
+/// Checks that `path` is a kernel a VM can boot: a regular file holding an
+/// x86 bzImage (boot protocol magic "HdrS" at 0x202) or an ELF vmlinux.
+fn check_kernel_file(path: &Path) -> Result<(), StoreError> {
+    check_regular_file(path, "--kernel")?;
+    let mut head = Vec::with_capacity(BZIMAGE_MAGIC_AT + 4);
+    File::open(path)
+        .and_then(|f| f.take((BZIMAGE_MAGIC_AT + 4) as u64).read_to_end(&mut head))
+        .map_err(io_err(format!("reading {}", path.display())))?;
+    let bzimage = head.get(BZIMAGE_MAGIC_AT..) == Some(b"HdrS".as_slice());
+    let elf = head.starts_with(b"\x7fELF");
+    if bzimage || elf {
+        Ok(())
+    } else {
+        Err(StoreError::NotAKernel {
+            path: path.to_path_buf(),
+            reason: "it is neither a bzImage (no \"HdrS\" at 0x202) nor an ELF vmlinux".into(),
+        })
+    }
 }
 
 fn pack_modules(dir: &Path, out: &Path) -> Result<(), StoreError> {
@@ -209,8 +251,6 @@ pub fn install_into(store: &Store, kernel: &KernelRecord, dir: &Path) -> Result<
     Ok(())
 }
 
-/// Offset of the setup header's `HdrS` magic in a bzImage (Documentation/arch/x86/boot.rst).
-const BZIMAGE_HEADER_MAGIC_OFFSET: u64 = 0x202;
 /// Offset of `kernel_version`: a pointer, less 0x200, to the version string.
 const BZIMAGE_KERNEL_VERSION_OFFSET: u64 = 0x20E;
 
@@ -228,7 +268,7 @@ pub fn bzimage_release(path: &Path) -> io::Result<Option<String>> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(e),
     };
-    if !read(&mut magic, BZIMAGE_HEADER_MAGIC_OFFSET)? || &magic != b"HdrS" {
+    if !read(&mut magic, BZIMAGE_MAGIC_AT as u64)? || &magic != b"HdrS" {
         return Ok(None);
     }
     if !read(&mut pointer, BZIMAGE_KERNEL_VERSION_OFFSET)? {

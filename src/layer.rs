@@ -23,7 +23,18 @@ pub enum Compression {
     Gzip,
     /// zstd, possibly several frames and skippable frames.
     Zstd,
+    /// A format banger does not read, by name (`xz`, `bzip2`, `zip`).
+    Unsupported(&'static str),
 }
+
+/// Magic bytes of formats people hand banger by mistake; each is named in
+/// the error rather than reported as a truncated tar.
+const UNSUPPORTED_MAGIC: [(&[u8], &str); 4] = [
+    (&[0xfd, b'7', b'z', b'X'], "xz"),
+    (&[b'P', b'K', 0x03, 0x04], "zip"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+    (b"BZh", "bzip2"),
+];
 
 impl Compression {
     /// Detects the compression from a stream's first (up to) four bytes.
@@ -36,6 +47,12 @@ impl Compression {
                 && prefix[1..4] == ZSTD_SKIPPABLE_MAGIC_HIGH)
         {
             Compression::Zstd
+        } else if let Some((_, name)) = UNSUPPORTED_MAGIC.iter().find(|(magic, name)| {
+            // bzip2's "BZh" is followed by the block size digit 1-9.
+            prefix.starts_with(magic)
+                && (*name != "bzip2" || prefix.get(3).is_some_and(|d| (b'1'..=b'9').contains(d)))
+        }) {
+            Compression::Unsupported(name)
         } else {
             Compression::None
         }
@@ -85,6 +102,12 @@ pub fn decoder(mut raw: Box<dyn Read + Send>, name: &str) -> io::Result<Box<dyn 
             inner: zstd::stream::read::Decoder::new(whole)?,
             what: format!("{label}: zstd stream"),
         }),
+        Compression::Unsupported(format) => {
+            return Err(stream_error(
+                io::ErrorKind::InvalidData,
+                format!("the data is {format}-compressed; banger reads tars that are plain, gzip or zstd: decompress it first"),
+            ))
+        }
     })
 }
 

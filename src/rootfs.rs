@@ -89,6 +89,20 @@ pub enum RootfsError {
     /// The filesystem could not be written.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The output path names something that is not a regular file.
+    #[error("{path} is {what}; --output must be a regular file or a new name")]
+    OutputNotAFile {
+        /// The output path.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
+    /// The output path is the file the image is read from.
+    #[error("{path} is the input file itself; write the image to another file")]
+    OutputIsInput {
+        /// The output path.
+        path: PathBuf,
+    },
     /// The output file could not be created or published.
     #[error("{context} {path}: {source}")]
     Output {
@@ -110,6 +124,7 @@ impl From<GuestError> for RootfsError {
 
 /// Resolves the source (downloading into the cache) and writes the image.
 pub async fn build_rootfs(request: RootfsRequest) -> Result<RootfsReport, RootfsError> {
+    check_output_path(&request.output, &request.source)?;
     let image = source::resolve(&request.source, &request.resolve).await?;
     tokio::task::spawn_blocking(move || write_rootfs(image, &request))
         .await
@@ -137,11 +152,8 @@ pub fn write_rootfs(
         .try_clone()
         .map_err(|e| output_error("opening", e))?;
     let time = creation_time(&image, request.source_date_epoch);
-    let ids = FilesystemIds::derive(&image);
     let options = Ext4Options {
         size: request.size,
-        uuid: ids.uuid,
-        hash_seed: ids.hash_seed,
         timestamp: time,
         label: b"banger-rootfs".to_vec(),
         ..Ext4Options::default()
@@ -158,6 +170,9 @@ pub fn write_rootfs(
     let depth = READ_AHEAD_BUDGET / CHUNK / (ahead + 1);
     let mut opened = VecDeque::new();
     let mut to_open = image.layers.iter();
+    // Digests of the tars of layers that come with none (`tar:` sources),
+    // hashed as they are read, for the filesystem's UUID.
+    let mut content_digests = Vec::new();
     for layer in &image.layers {
         while opened.len() <= ahead {
             match to_open.next() {
@@ -172,13 +187,21 @@ pub fn write_rootfs(
             index: layer.index + 1,
             count: image.layers.len(),
         });
-        let reader = ProgressReader::new(reader, &request.resolve);
+        let mut reader = HashingReader {
+            inner: ProgressReader::new(reader, &request.resolve),
+            hasher: (layer.digest.is_none() && layer.diff_id.is_none()).then(Sha256::new),
+        };
         flattener
-            .apply_layer(&flatten_label(layer), reader)
+            .apply_layer(&flatten_label(layer), &mut reader)
             .map_err(stream_or_flatten_error)?;
+        if let Some(hasher) = reader.hasher {
+            content_digests.push(hasher.finalize());
+        }
     }
     request.resolve.report(ProgressEvent::Finishing);
     let mut tree = flattener.finish();
+    let ids = FilesystemIds::derive(&image, &content_digests);
+    builder.set_ids(ids.uuid, ids.hash_seed);
     let guest = match &request.guest {
         Some(settings) => Some(prepare_guest(
             &mut tree,
@@ -289,6 +312,22 @@ impl<R: Read> Read for ProgressReader<'_, R> {
     }
 }
 
+/// Hashes what passes through, when asked to.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
 /// The time banger writes for what it creates: `SOURCE_DATE_EPOCH` when
 /// set, else the image's creation time, else the epoch.
 fn creation_time(image: &ResolvedImage, source_date_epoch: Option<i64>) -> Timestamp {
@@ -329,24 +368,34 @@ fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
-/// UUID and directory hash seed, derived from what identifies the image so
-/// that the same image always gives the same bytes.
+/// UUID and directory hash seed, derived from the image's content (never
+/// from where it was read) so that the same image always gives the same
+/// bytes and different images different UUIDs.
 struct FilesystemIds {
     uuid: [u8; 16],
     hash_seed: [u8; 16],
 }
 
 impl FilesystemIds {
-    fn derive(image: &ResolvedImage) -> Self {
+    /// From the manifest digest, else the layers' digests, with
+    /// `content_digests` (the sha256 of each layer that has no digest of its
+    /// own, in order) standing in for the missing ones.
+    fn derive(image: &ResolvedImage, content_digests: &[impl AsRef<[u8]>]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"banger rootfs ids\0");
         match &image.manifest_digest {
             Some(digest) => hasher.update(digest.to_string().as_bytes()),
             None => {
-                hasher.update(image.reference.as_bytes());
+                let mut content = content_digests.iter();
                 for layer in &image.layers {
-                    if let Some(d) = layer.digest.as_ref().or(layer.diff_id.as_ref()) {
-                        hasher.update(d.to_string().as_bytes());
+                    match layer.digest.as_ref().or(layer.diff_id.as_ref()) {
+                        Some(d) => hasher.update(d.to_string().as_bytes()),
+                        None => {
+                            if let Some(sha) = content.next() {
+                                hasher.update(b"sha256:");
+                                hasher.update(hex::encode(sha).as_bytes());
+                            }
+                        }
                     }
                 }
             }
@@ -363,15 +412,57 @@ impl FilesystemIds {
     }
 }
 
-/// Whether `path` names something banger may overwrite as output.
-pub fn check_output_path(path: &Path) -> Result<(), String> {
-    if path.is_dir() {
-        return Err(format!(
-            "{} is a directory; give a file name with --output",
-            path.display()
-        ));
+/// Checks that `output` may be replaced by the image: it must be missing or
+/// a regular file (never a directory, device, FIFO or socket, which the
+/// final rename would replace by a regular file), and not the file `source`
+/// reads, compared by device and inode so that any spelling of the path counts.
+pub fn check_output_path(output: &Path, source: &ImageSource) -> Result<(), RootfsError> {
+    let meta = match std::fs::metadata(output) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RootfsError::Output {
+                context: "checking",
+                path: output.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(RootfsError::OutputNotAFile {
+            path: output.to_path_buf(),
+            what,
+        });
     }
-    Ok(())
+    let input = match source {
+        ImageSource::Tar(crate::source::TarInput::Path(path))
+        | ImageSource::DockerArchive(path) => path,
+        _ => return Ok(()),
+    };
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(input) {
+        Ok(input_meta) if (input_meta.dev(), input_meta.ino()) == (meta.dev(), meta.ino()) => {
+            Err(RootfsError::OutputIsInput {
+                path: output.to_path_buf(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

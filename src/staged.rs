@@ -8,6 +8,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A file being written under a temporary name.
 #[derive(Debug)]
@@ -19,16 +20,20 @@ pub struct StagedFile {
 }
 
 impl StagedFile {
-    /// Creates a temporary file beside `target`.
+    /// Creates a temporary file beside `target`. Its name does not contain
+    /// the target's, so that a target name of any valid length works: it is
+    /// `.banger-PID-N.tmp`, at most 36 bytes, unique within the process.
     pub fn create(target: &Path) -> io::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = parent_dir(target);
-        let name = target.file_name().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
-        })?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".banger-{}.tmp", std::process::id()));
-        let temp = dir.join(temp_name);
+        if target.file_name().is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "output path has no file name",
+            ));
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".banger-{}-{n}.tmp", std::process::id()));
         let file = File::options()
             .read(true)
             .write(true)
@@ -88,6 +93,17 @@ mod tests {
         let mut staged = StagedFile::create(&target).unwrap();
         staged.file.write_all(b"data").unwrap();
         assert!(!target.exists());
+        staged.persist().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"data");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_target_name_of_255_bytes_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("n".repeat(255));
+        let mut staged = StagedFile::create(&target).unwrap();
+        staged.file.write_all(b"data").unwrap();
         staged.persist().unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"data");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

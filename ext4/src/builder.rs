@@ -185,10 +185,20 @@ impl ImageBuilder {
     /// Starts an image in `image`, which is truncated: unwritten blocks stay
     /// holes and read as zeros.
     pub fn new(image: File, options: Options) -> Result<Self, BuildError> {
+        // Refused before any data is placed: the descriptor reservation,
+        // which fixes where data goes, follows from this size.
+        let max_bytes = options.size.unwrap_or(options.max_size);
+        if max_bytes > crate::geometry::MAX_SIZE {
+            return Err(GeometryError::TooLarge {
+                bytes: max_bytes,
+                max: crate::geometry::MAX_SIZE,
+            }
+            .into());
+        }
         image
             .set_len(0)
             .map_err(io_error("truncating the image file"))?;
-        let max_blocks = options.size.unwrap_or(options.max_size).max(1) / BLOCK_SIZE;
+        let max_blocks = max_bytes.max(1) / BLOCK_SIZE;
         let max_groups = max_blocks.div_ceil(BLOCKS_PER_GROUP);
         let areas = SuperblockAreas {
             gdt_reserve: max_groups.div_ceil(DESCS_PER_BLOCK).max(1),
@@ -203,6 +213,14 @@ impl ImageBuilder {
             options,
             data: DataWriter::default(),
         })
+    }
+
+    /// Replaces the UUID and directory hash seed given in the options. Both
+    /// are first used by [`ImageBuilder::finish`], so a caller may derive
+    /// them from the content it streamed in.
+    pub fn set_ids(&mut self, uuid: [u8; 16], hash_seed: [u8; 16]) {
+        self.options.uuid = uuid;
+        self.options.hash_seed = hash_seed;
     }
 
     /// Writes all metadata for `tree` and completes the image. Files whose

@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
 use crate::alloc::{BlockAllocator, OutOfSpace};
-use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN};
+use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN, MAX_FILE_SIZE};
 use crate::tree::{ContentSource, PlacedData, PlacedExtent};
 
 /// Bytes gathered before one write.
@@ -40,6 +40,12 @@ pub enum DataError {
     /// The image is full.
     #[error(transparent)]
     NoSpace(#[from] OutOfSpace),
+    /// The file is larger than ext4 can hold.
+    #[error("a file of {size} bytes exceeds ext4's largest file size of {max} bytes (16 TiB - 4 KiB)", max = MAX_FILE_SIZE)]
+    FileTooLarge {
+        /// The file's size (holes included).
+        size: u64,
+    },
 }
 
 /// Writes file data into the image through a bump allocator.
@@ -99,6 +105,9 @@ impl DataWriter {
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> Result<PlacedData, DataError> {
+        if size > MAX_FILE_SIZE {
+            return Err(DataError::FileTooLarge { size });
+        }
         let mut placed = PlacedData {
             size,
             extents: Vec::new(),

@@ -11,6 +11,17 @@ pub const MIN_DEFAULT_BLOCKS: u64 = (1 << 30) / BLOCK_SIZE;
 /// Blocks a tail group needs beyond its superblock area to be worth keeping
 /// (mke2fs drops smaller ones).
 const MIN_TAIL_BLOCKS: u64 = 50;
+/// Most inodes a filesystem can have: `s_inodes_count` is 32 bits, and the
+/// kernel insists that it equals inodes per group × groups.
+pub const MAX_INODES: u64 = u32::MAX as u64;
+/// Most descriptor blocks: without meta_bg the whole table follows each
+/// superblock copy, and mke2fs turns to meta_bg once the table would take
+/// more than 3/4 of a group. banger writes no meta_bg, so this is its limit.
+pub const MAX_GDT_BLOCKS: u64 = BLOCKS_PER_GROUP * 3 / 4;
+/// Most block groups: what [`MAX_GDT_BLOCKS`] of descriptors describe.
+pub const MAX_GROUPS: u64 = MAX_GDT_BLOCKS * DESCS_PER_BLOCK;
+/// Largest image banger writes: [`MAX_GROUPS`] whole groups, 192 TiB.
+pub const MAX_SIZE: u64 = MAX_GROUPS * BLOCKS_PER_GROUP * BLOCK_SIZE;
 
 /// The shape of a filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +59,20 @@ pub enum GeometryError {
         /// Largest size supported with this descriptor reservation.
         max: u64,
     },
+    /// More inodes than ext4 can count.
+    #[error("the content needs {needed} inodes; ext4 holds at most {MAX_INODES}")]
+    TooManyInodes {
+        /// Inodes in use, reserved ones included.
+        needed: u64,
+    },
+}
+
+/// Why [`Geometry::for_size`] found no geometry.
+enum SizeMiss {
+    /// The inodes fit only with this many groups.
+    Groups(u64),
+    /// No number of groups helps.
+    Fatal(GeometryError),
 }
 
 impl Geometry {
@@ -69,13 +94,19 @@ impl Geometry {
     /// The geometry of a filesystem of `blocks` blocks holding `used_inodes`
     /// inodes (reserved ones included). Returns the number of groups needed
     /// instead when the inodes do not fit.
-    fn for_size(blocks: u64, used_inodes: u64, areas: SuperblockAreas) -> Result<Self, u64> {
+    fn for_size(blocks: u64, used_inodes: u64, areas: SuperblockAreas) -> Result<Self, SizeMiss> {
         let mut blocks = blocks;
         let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
         let tail = blocks - (groups - 1) * BLOCKS_PER_GROUP;
         if groups > 1 && tail < areas.reserved_in(groups - 1) + MIN_TAIL_BLOCKS {
             blocks -= tail;
             groups -= 1;
+        }
+        if groups > MAX_GROUPS {
+            return Err(SizeMiss::Fatal(GeometryError::TooLarge {
+                bytes: blocks.saturating_mul(BLOCK_SIZE),
+                max: MAX_SIZE,
+            }));
         }
         let bytes = blocks * BLOCK_SIZE;
         // mke2fs's inode ratios: "small" below 512 MiB, "default" above.
@@ -84,7 +115,15 @@ impl Geometry {
         let wanted = (bytes / ratio).max(used_inodes + headroom);
         let per_group = wanted.div_ceil(groups).next_multiple_of(INODES_PER_BLOCK);
         if per_group > MAX_INODES_PER_GROUP {
-            return Err(wanted.div_ceil(MAX_INODES_PER_GROUP));
+            return Err(SizeMiss::Groups(wanted.div_ceil(MAX_INODES_PER_GROUP)));
+        }
+        // As mke2fs: past 2^32 − 1 inodes, fewer per group (whole table blocks).
+        let most_per_group = (MAX_INODES / groups) / INODES_PER_BLOCK * INODES_PER_BLOCK;
+        let per_group = per_group.min(most_per_group);
+        if per_group * groups < used_inodes {
+            return Err(SizeMiss::Fatal(GeometryError::TooManyInodes {
+                needed: used_inodes,
+            }));
         }
         Ok(Self {
             blocks_count: blocks,
@@ -158,10 +197,11 @@ impl Demand<'_> {
         loop {
             let geometry = match Geometry::for_size(blocks, self.used_inodes, areas) {
                 Ok(g) => g,
-                Err(groups) => {
+                Err(SizeMiss::Groups(groups)) => {
                     blocks = blocks.max(groups * BLOCKS_PER_GROUP);
                     continue;
                 }
+                Err(SizeMiss::Fatal(e)) => return Err(e),
             };
             let end = self
                 .end_with(&geometry)
@@ -205,9 +245,16 @@ impl Demand<'_> {
                 self.fit_from(1, areas)
                     .map(|(g, _)| g.blocks_count * BLOCK_SIZE)
             };
+            if bytes > MAX_SIZE {
+                return Err(GeometryError::TooLarge {
+                    bytes,
+                    max: MAX_SIZE,
+                });
+            }
             let geometry = match Geometry::for_size(blocks.max(1), self.used_inodes, areas) {
                 Ok(g) => g,
-                Err(_) => return Err(too_small(minimum()?)),
+                Err(SizeMiss::Groups(_)) => return Err(too_small(minimum()?)),
+                Err(SizeMiss::Fatal(e)) => return Err(e),
             };
             match self.end_with(&geometry) {
                 Ok(end) if end <= geometry.blocks_count => return check(geometry),
@@ -296,5 +343,70 @@ mod tests {
         assert_eq!(journal_blocks_for(262144), 8192);
         assert_eq!(journal_blocks_for(1048576), 16384);
         assert_eq!(journal_blocks_for(10485760), 65536);
+    }
+
+    /// The descriptor reservation the builder makes for an image of `bytes`.
+    fn areas_for(bytes: u64) -> SuperblockAreas {
+        SuperblockAreas {
+            gdt_reserve: (bytes / BLOCK_SIZE)
+                .div_ceil(BLOCKS_PER_GROUP)
+                .div_ceil(DESCS_PER_BLOCK),
+        }
+    }
+
+    const TIB: u64 = 1 << 40;
+
+    #[test]
+    fn sixty_four_tib_caps_the_inode_count_below_two_to_the_32() {
+        let areas = areas_for(64 * TIB);
+        let alloc = BlockAllocator::new(areas, u64::MAX);
+        let g = demand(&alloc, 20, 10).plan(Some(64 * TIB), areas).unwrap();
+        // 524288 groups; 2^32 inodes wanted; (2^32 − 1) / 524288 = 8191,
+        // rounded down to whole inode-table blocks of 16: 8176.
+        assert_eq!(g.group_count, 524_288);
+        assert_eq!(g.inodes_per_group, 8176);
+        assert_eq!(g.inodes_count(), 4_286_578_688);
+        assert_eq!(g.gdt_blocks, 8192);
+        assert_eq!(g.journal_blocks, 262_144);
+    }
+
+    #[test]
+    fn the_largest_size_is_accepted_and_one_group_more_is_not() {
+        // 192 TiB: 1572864 groups, 24576 descriptor blocks (3/4 of a group).
+        assert_eq!(MAX_SIZE, 192 * TIB);
+        let areas = areas_for(MAX_SIZE);
+        let alloc = BlockAllocator::new(areas, u64::MAX);
+        let g = demand(&alloc, 20, 10).plan(Some(MAX_SIZE), areas).unwrap();
+        assert_eq!(g.group_count, 1_572_864);
+        assert_eq!(g.gdt_blocks, 24_576);
+        // (2^32 − 1) / 1572864 = 2730, down to a multiple of 16.
+        assert_eq!(g.inodes_per_group, 2720);
+        assert!(g.inodes_count() <= u64::from(u32::MAX));
+
+        for bytes in [MAX_SIZE + BLOCKS_PER_GROUP * BLOCK_SIZE, 1 << 62, u64::MAX] {
+            let err = demand(&alloc, 20, 10).plan(Some(bytes), areas).unwrap_err();
+            assert_eq!(
+                err,
+                GeometryError::TooLarge {
+                    bytes,
+                    max: 211_106_232_532_992
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn more_inodes_than_ext4_counts_is_an_error() {
+        let areas = areas_for(64 * TIB);
+        let alloc = BlockAllocator::new(areas, u64::MAX);
+        let err = demand(&alloc, u64::from(u32::MAX), 10)
+            .plan(Some(64 * TIB), areas)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            GeometryError::TooManyInodes {
+                needed: u64::from(u32::MAX)
+            }
+        );
     }
 }

@@ -117,6 +117,10 @@ pub const EXT4_EXTENTS_FL: u32 = 0x0008_0000;
 pub const EXT4_LINK_MAX: usize = 65000;
 /// Longest symlink target (PATH_MAX less the NUL).
 pub const MAX_SYMLINK_LEN: usize = 4095;
+/// Largest file size with 4 KiB blocks and extents: the kernel's
+/// `ext4_max_size` is (2^32 − 1) blocks, one block short of 16 TiB, so that
+/// an extent's 32-bit logical start and its length stay addressable.
+pub const MAX_FILE_SIZE: u64 = (u32::MAX as u64) * BLOCK_SIZE;
 /// Symlink targets shorter than this live in `i_block` ("fast" symlinks).
 pub const FAST_SYMLINK_MAX: usize = 59;
 

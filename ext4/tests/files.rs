@@ -225,3 +225,48 @@ fn fragmented_file_gets_a_deep_extent_tree() {
         &ex[..ex.len().min(2000)]
     );
 }
+
+/// The kernel's `ext4_max_size` with 4 KiB blocks and extents: (2^32 − 1)
+/// blocks, i.e. 16 TiB − 4 KiB (fs/ext4/super.c), written out by hand.
+const EXT4_MAX_FILE_SIZE: u64 = 17_592_186_040_320;
+
+/// A tree holding one sparse file of `size` bytes whose last 3 bytes are data.
+fn tree_with_sparse_file(size: u64) -> Tree {
+    let mut tree = new_tree();
+    let source = SparseSource::new(size, vec![(size - 3, b"end".to_vec())]);
+    let id = tree.add(
+        NodeKind::File(FileContent::Source(Arc::new(source))),
+        meta(0o644),
+    );
+    tree.link(Tree::ROOT, b"huge", id).expect("link");
+    tree
+}
+
+#[test]
+fn the_largest_file_ext4_allows_is_written_and_one_byte_more_is_refused() {
+    // e2fsck only: reading back 16 TiB of holes would take hours.
+    let img = write(
+        &tree_with_sparse_file(EXT4_MAX_FILE_SIZE),
+        Options::default(),
+    );
+    banger_testkit::assert_fsck_clean(&img.path);
+    let stat = debugfs(&img.path, "stat /huge");
+    assert!(stat.contains("Size: 17592186040320"), "{stat}");
+
+    for size in [EXT4_MAX_FILE_SIZE + 1, 1 << 44, 1 << 50, i64::MAX as u64] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let err = banger_ext4::builder::write_image(
+            &tree_with_sparse_file(size),
+            &dir.path().join("img"),
+            Options::default(),
+        )
+        .expect_err("larger than ext4 allows");
+        match &err {
+            banger_ext4::builder::BuildError::Data(
+                banger_ext4::data::DataError::FileTooLarge { size: s },
+            ) => assert_eq!(*s, size),
+            other => panic!("{size}: unexpected error {other}"),
+        }
+        assert!(err.to_string().contains(&size.to_string()), "{err}");
+    }
+}

@@ -114,3 +114,105 @@ fn same_tree_and_options_give_identical_bytes() {
         std::fs::read(&other.path).expect("read")
     );
 }
+
+/// The largest image file the host filesystem under the temporary directory
+/// accepts is the largest size this test can check with e2fsck: on ext4 that
+/// is its own 16 TiB − 4 KiB file limit (far below banger's 192 TiB, whose
+/// geometry the unit tests in `geometry.rs` check by computation).
+#[test]
+fn sixteen_tib_minus_one_block_is_e2fsck_clean() {
+    const SIZE: u64 = (1 << 44) - 4096;
+    let dir = tempfile::tempdir().expect("tmp");
+    let probe = std::fs::File::create(dir.path().join("probe")).expect("probe");
+    if probe.set_len(SIZE).is_err() {
+        eprintln!(
+            "SKIPPED sixteen_tib_minus_one_block_is_e2fsck_clean: {} cannot hold a {SIZE}-byte sparse file",
+            dir.path().display()
+        );
+        return;
+    }
+    drop(probe);
+    let img = write(
+        &sample_tree(),
+        Options {
+            size: Some(SIZE),
+            ..Options::default()
+        },
+    );
+    banger_testkit::assert_fsck_clean(&img.path);
+    let info = dumpe2fs(&img.path);
+    // 2^32 − 1 blocks in 131072 groups, the last one block short; 2^30
+    // inodes (one per 16 KiB), 8192 per group.
+    assert_eq!(field(&info, "Block count"), "4294967295");
+    assert_eq!(field(&info, "Inode count"), "1073741824");
+    assert_eq!(field(&info, "Inodes per group"), "8192");
+}
+
+#[test]
+fn sizes_past_the_largest_are_refused_before_anything_is_written() {
+    for size in [(192u64 << 40) + (128 << 20), 1 << 62, u64::MAX] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("img");
+        let err = write_image(
+            &sample_tree(),
+            &path,
+            Options {
+                size: Some(size),
+                ..Options::default()
+            },
+        )
+        .expect_err("too large");
+        match err {
+            BuildError::Geometry(GeometryError::TooLarge { bytes, max }) => {
+                assert_eq!(bytes, size);
+                assert_eq!(max, 192 << 40);
+            }
+            other => panic!("{size}: unexpected error {other}"),
+        }
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
+    }
+}
+
+/// 64 TiB is where the inode count first reaches 2^32 (one inode per 16 KiB)
+/// and must be capped. The host's ext4 cannot hold such a file, tmpfs can:
+/// this writes about 5 GiB of bitmaps and descriptors to /dev/shm and runs
+/// e2fsck for a minute and a half with 1.4 GB of memory, so it runs only
+/// when asked (`cargo test -p banger-ext4 --test sizing -- --ignored`).
+#[test]
+#[ignore = "writes ~5 GiB to /dev/shm and runs e2fsck for ~90 s"]
+fn sixty_four_tib_on_tmpfs_caps_the_inodes_and_is_e2fsck_clean() {
+    const SIZE: u64 = 64 << 40;
+    let shm = std::path::Path::new("/dev/shm");
+    let free = std::ffi::CString::new("/dev/shm")
+        .ok()
+        .and_then(|path| {
+            let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+            // SAFETY: a valid NUL-terminated path and a buffer statvfs fills.
+            (unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } == 0)
+                // SAFETY: statvfs returned 0, so it filled the buffer.
+                .then(|| unsafe { stat.assume_init() })
+        })
+        .map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+    if free < 8 << 30 {
+        eprintln!("SKIPPED sixty_four_tib_on_tmpfs: /dev/shm has {free} bytes free, 8 GiB needed");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).expect("tmp in /dev/shm");
+    let path = dir.path().join("64t.ext4");
+    write_image(
+        &sample_tree(),
+        &path,
+        Options {
+            size: Some(SIZE),
+            ..Options::default()
+        },
+    )
+    .expect("64 TiB image");
+    banger_testkit::assert_fsck_clean(&path);
+    let info = dumpe2fs(&path);
+    // 524288 groups of 8176 inodes: (2^32 − 1) / 524288, down to whole
+    // inode-table blocks of 16.
+    assert_eq!(field(&info, "Inode count"), "4286578688");
+    assert_eq!(field(&info, "Inodes per group"), "8176");
+    assert_eq!(field(&info, "Block count"), "17179869184");
+}

@@ -19,9 +19,11 @@ use clap::{Parser, Subcommand};
 
 use banger::guest::modules::ModuleSet;
 use banger::guest::InitChoice;
-use banger::rootfs::GuestSettings;
-use banger::source::registry::{Credentials, CredentialsFn};
-use banger::source::ResolveOptions;
+use banger::platform::PlatformError;
+use banger::reference::ReferenceError;
+use banger::rootfs::{GuestSettings, RootfsError};
+use banger::source::registry::{Credentials, CredentialsFn, SpeedLimit};
+use banger::source::{ResolveOptions, SourceError};
 use banger::store::StoreError;
 use banger_ext4::read::ReadError;
 
@@ -86,7 +88,7 @@ Examples:
   banger completions fish > ~/.config/fish/completions/banger.fish";
 
 /// Registry options shared by the commands that pull.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RegistryArgs {
     /// Reach this registry over plain HTTP (loopback registries always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
@@ -97,6 +99,13 @@ pub struct RegistryArgs {
     /// Read the password (or token) for --username from standard input.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+    /// Fail a registry transfer that averages less than this many bytes per
+    /// second over --speed-time (e.g. 1K, 0 to wait for any speed).
+    #[arg(long, value_name = "BYTES", default_value = "1K", value_parser = parse_size)]
+    pub min_speed: u64,
+    /// Seconds over which --min-speed is measured.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub speed_time: u64,
 }
 
 /// What banger adds to the guest: options shared by `rootfs` and `image pull`.
@@ -105,8 +114,8 @@ pub struct GuestArgs {
     /// Leave the image exactly as the layers say: no agents, no init, no kernel modules.
     #[arg(long)]
     pub no_agents: bool,
-    /// vsock port the health agent listens on.
-    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT)]
+    /// vsock port the health agent listens on (0 to 4294967294).
+    #[arg(long, default_value_t = banger::inject::DEFAULT_VSOCK_PORT, value_parser = parse_vsock_port)]
     pub vsock_port: u32,
     /// Init system to set the guest services up for: auto (detect it; banger's own
     /// init where the image has none), systemd, sysvinit, openrc, busybox, or banger
@@ -150,6 +159,18 @@ impl GuestArgs {
             init: self.init.clone(),
             modules: None,
         })
+    }
+}
+
+/// A vsock port: any u32 but VMADDR_PORT_ANY (u32::MAX), which means "any
+/// port" to bind(2), so the agent would listen somewhere unknown.
+fn parse_vsock_port(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(u32::MAX) => {
+            Err("4294967295 is VMADDR_PORT_ANY, not a port; use 0 to 4294967294".into())
+        }
+        Ok(port) => Ok(port),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -229,6 +250,26 @@ pub fn resolve_options(
     registry_host: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<ResolveOptions> {
+    let mut resolve = registry_options(platform, registry, registry_host)?;
+    if !quiet {
+        resolve.progress = Some(if std::io::stderr().is_terminal() {
+            banger::progress::download_reporter()
+        } else {
+            banger::progress::log_reporter()
+        });
+    }
+    Ok(resolve)
+}
+
+/// Resolve options without progress: cache, platform, insecure registries,
+/// credentials (`--username`, else docker's config) and the speed limit. Every
+/// command that pulls builds its options here, so they all reach private
+/// registries the same way.
+pub fn registry_options(
+    platform: &str,
+    registry: &RegistryArgs,
+    registry_host: Option<&str>,
+) -> anyhow::Result<ResolveOptions> {
     let mut resolve = ResolveOptions::new(banger::source::default_cache_dir());
     resolve.platform = platform.parse()?;
     resolve.insecure_registries = registry.insecure_registries.clone();
@@ -252,13 +293,10 @@ pub fn resolve_options(
         _ => None,
     };
     resolve.credentials = Some(credentials_lookup(explicit));
-    if !quiet {
-        resolve.progress = Some(if std::io::stderr().is_terminal() {
-            banger::progress::download_reporter()
-        } else {
-            banger::progress::log_reporter()
-        });
-    }
+    resolve.min_speed = (registry.min_speed > 0).then(|| SpeedLimit {
+        bytes_per_sec: registry.min_speed,
+        window: std::time::Duration::from_secs(registry.speed_time),
+    });
     Ok(resolve)
 }
 
@@ -289,22 +327,65 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
-            let code = error
-                .chain()
-                .find_map(|e| {
-                    e.downcast_ref::<StoreError>()
-                        .map(StoreError::exit_code)
-                        .or_else(|| e.downcast_ref::<ReadError>().and_then(read_exit_code))
-                })
-                .unwrap_or(1);
-            ExitCode::from(code)
+            ExitCode::from(exit_code(&error))
         }
     }
 }
 
-/// A path missing inside an image is "not found", as a missing image is.
-fn read_exit_code(error: &ReadError) -> Option<u8> {
-    matches!(error, ReadError::NotFound(_)).then_some(3)
+/// README's exit codes: 2 usage error, 3 not found, 4 already exists, 1 any
+/// other error. Decided by the first typed error in the chain.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<StoreError>() {
+                Some(store_exit_code(e))
+            } else if let Some(e) = cause.downcast_ref::<RootfsError>() {
+                Some(rootfs_exit_code(e))
+            } else if let Some(e) = cause.downcast_ref::<SourceError>() {
+                Some(source_exit_code(e))
+            } else if cause.is::<ReferenceError>() || cause.is::<PlatformError>() {
+                Some(USAGE)
+            } else if let Some(ReadError::NotFound(_)) = cause.downcast_ref::<ReadError>() {
+                // A path missing inside an image, as a missing image is.
+                Some(NOT_FOUND)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(ERROR)
+}
+
+const ERROR: u8 = 1;
+const USAGE: u8 = 2;
+const NOT_FOUND: u8 = 3;
+const EXISTS: u8 = 4;
+
+fn store_exit_code(error: &StoreError) -> u8 {
+    match error {
+        StoreError::Name(_) => USAGE,
+        StoreError::NotFound { .. } => NOT_FOUND,
+        StoreError::AlreadyExists { .. } => EXISTS,
+        StoreError::Source(e) => source_exit_code(e),
+        StoreError::Rootfs(e) => rootfs_exit_code(e),
+        _ => ERROR,
+    }
+}
+
+fn rootfs_exit_code(error: &RootfsError) -> u8 {
+    match error {
+        RootfsError::Source(e) => source_exit_code(e),
+        RootfsError::OutputNotAFile { .. } | RootfsError::OutputIsInput { .. } => USAGE,
+        _ => ERROR,
+    }
+}
+
+fn source_exit_code(error: &SourceError) -> u8 {
+    match error {
+        SourceError::Reference(_) | SourceError::InvalidSource { .. } => USAGE,
+        SourceError::NotFound { .. } | SourceError::Registry { status: 404, .. } => NOT_FOUND,
+        _ => ERROR,
+    }
 }
 
 /// The error and its causes on one line. Most of banger's errors already
@@ -349,6 +430,14 @@ mod tests {
         );
         let multi = anyhow::anyhow!("registry said:\n  too many\n\n requests");
         assert_eq!(one_line(&multi), "registry said: too many requests");
+    }
+
+    #[test]
+    fn vsock_ports() {
+        assert_eq!(super::parse_vsock_port("52"), Ok(52));
+        assert_eq!(super::parse_vsock_port("4294967294"), Ok(4_294_967_294));
+        assert!(super::parse_vsock_port("4294967295").is_err());
+        assert!(super::parse_vsock_port("-1").is_err());
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use banger::flatten::Limits;
 use banger::guest::modules::{ModuleSource, ModulesPlan};
 use banger::rootfs::{build_rootfs, check_output_path, RootfsRequest};
-use banger::source::{default_cache_dir, ImageSource, ResolveOptions};
+use banger::source::ImageSource;
 use banger::store::{default_state_dir, Kind, Store, StoreError};
 
-use super::{parse_size, source_date_epoch, GuestArgs};
+use super::{parse_size, registry_options, source_date_epoch, GuestArgs, RegistryArgs};
 
 pub const ROOTFS_EXAMPLES: &str = "\
 Sources:
@@ -38,9 +38,8 @@ pub struct RootfsArgs {
     /// Platform to pick from multi-platform images.
     #[arg(long, default_value = "linux/amd64")]
     platform: String,
-    /// Reach this registry over plain HTTP (loopback registries always are).
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(flatten)]
     guest: GuestArgs,
     /// Write the modules of this kernel from the store (see `banger kernel import`).
@@ -59,11 +58,15 @@ pub struct RootfsArgs {
 }
 
 pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
-    check_output_path(&args.output).map_err(anyhow::Error::msg)?;
     let source: ImageSource = args.source.parse()?;
-    let mut resolve = ResolveOptions::new(default_cache_dir());
-    resolve.platform = args.platform.parse()?;
-    resolve.insecure_registries = args.insecure_registries;
+    // Before any download: a bad output path is known now.
+    check_output_path(&args.output, &source)?;
+    let registry_host = match &source {
+        ImageSource::Registry(reference) => Some(reference.registry()),
+        _ => None,
+    };
+    let mut resolve = registry_options(&args.platform, &args.registry, registry_host)?;
+    // Bars on a terminal only: elsewhere stderr stays for the result line.
     let progress = !args.quiet && std::io::stderr().is_terminal();
     if progress {
         resolve.progress = Some(banger::progress::download_reporter());

@@ -186,10 +186,13 @@ pub struct ResolveOptions {
     pub progress: Option<ProgressFn>,
     /// Looks up credentials for a registry host; `None` pulls anonymously.
     pub credentials: Option<registry::CredentialsFn>,
+    /// Registry transfers slower than this fail; `None` waits for any speed.
+    pub min_speed: Option<registry::SpeedLimit>,
 }
 
 impl ResolveOptions {
-    /// linux/amd64, no insecure registries, 3 concurrent downloads, into `cache_dir`.
+    /// linux/amd64, no insecure registries, 3 concurrent downloads, the default
+    /// speed limit, into `cache_dir`.
     pub fn new(cache_dir: PathBuf) -> Self {
         ResolveOptions {
             platform: Platform::default(),
@@ -198,6 +201,7 @@ impl ResolveOptions {
             max_concurrent_downloads: 3,
             progress: None,
             credentials: None,
+            min_speed: Some(registry::SpeedLimit::default()),
         }
     }
 
@@ -224,6 +228,7 @@ impl fmt::Debug for ResolveOptions {
             .field("max_concurrent_downloads", &self.max_concurrent_downloads)
             .field("progress", &self.progress.is_some())
             .field("credentials", &self.credentials.is_some())
+            .field("min_speed", &self.min_speed)
             .finish()
     }
 }
@@ -422,13 +427,25 @@ pub enum SourceError {
         source: io::Error,
     },
     /// The registry could not be reached or the connection broke.
-    #[error("could not fetch {url}: {source} (check the network; a plain-HTTP registry needs --insecure-registry)")]
+    #[error("could not fetch {url}: {source} ({})", network_hint(url))]
     Http {
         /// The request.
         url: String,
         /// The error, with its causes.
         #[source]
         source: reqwest::Error,
+    },
+    /// The registry sent too little for too long.
+    #[error("{url}: only {bytes} bytes arrived in {secs} s, below the minimum of {bytes_per_sec} bytes/s; retry, or lower --min-speed")]
+    TooSlow {
+        /// The request.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window's length in seconds.
+        secs: u64,
+        /// The least average speed.
+        bytes_per_sec: u64,
     },
     /// The registry answered with an error status.
     #[error("registry answered {status} for {url}: {message}")]
@@ -510,6 +527,17 @@ pub enum SourceError {
         /// What is missing, and what exists.
         reason: String,
     },
+}
+
+/// What to check when a request failed. A URL that is already plain HTTP
+/// (a loopback registry, or one named with --insecure-registry) gains nothing
+/// from --insecure-registry.
+fn network_hint(url: &str) -> &'static str {
+    if url.starts_with("http://") {
+        "check the network and that the registry is running"
+    } else {
+        "check the network; a plain-HTTP registry needs --insecure-registry"
+    }
 }
 
 impl SourceError {

@@ -352,7 +352,7 @@ async fn fetch_manifest_bytes(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = read_limited(response, MAX_MANIFEST_BYTES, &url).await?;
+    let bytes = read_limited(response, MAX_MANIFEST_BYTES, &url, client.speed).await?;
     let actual = Digest::of(&bytes);
     if let Some((digest, size)) = &expected {
         let size_ok = size.is_none_or(|s| s == bytes.len() as u64);
@@ -378,20 +378,21 @@ async fn read_limited(
     mut response: Response,
     limit: usize,
     url: &str,
+    speed: Option<SpeedLimit>,
 ) -> Result<Vec<u8>, SourceError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|source| SourceError::Http {
-        url: url.to_string(),
-        source,
-    })? {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() > limit {
-            return Err(SourceError::InvalidManifest {
-                what: url.to_string(),
-                reason: format!("larger than {limit} bytes"),
-            });
-        }
-    }
+    SpeedGuard::new(speed)
+        .each_chunk(&mut response, url, |chunk| {
+            bytes.extend_from_slice(chunk);
+            if bytes.len() > limit {
+                return Err(SourceError::InvalidManifest {
+                    what: url.to_string(),
+                    reason: format!("larger than {limit} bytes"),
+                });
+            }
+            Ok(())
+        })
+        .await?;
     Ok(bytes)
 }
 
@@ -471,13 +472,12 @@ async fn download(
     let mut writer = cache
         .writer(digest, size)
         .map_err(|e| insert_error(e, what))?;
-    while let Some(chunk) = response.chunk().await.map_err(|source| SourceError::Http {
-        url: url.to_string(),
-        source,
-    })? {
-        // Small buffered writes to the page cache: cheap enough to do in place.
-        writer.write(&chunk).map_err(|e| insert_error(e, what))?;
-    }
+    SpeedGuard::new(client.speed)
+        .each_chunk(&mut response, url, |chunk| {
+            // Small buffered writes to the page cache: cheap enough to do in place.
+            writer.write(chunk).map_err(|e| insert_error(e, what))
+        })
+        .await?;
     let in_flight = client.commits.clone().read_owned().await;
     tokio::task::spawn_blocking(move || {
         let _in_flight = in_flight;
@@ -486,6 +486,104 @@ async fn download(
     .await
     .map_err(|e| SourceError::io("storing a blob")(std::io::Error::other(e)))?
     .map_err(|e| insert_error(e, what))
+}
+
+/// The slowest transfer banger waits for: fewer than `bytes_per_sec` on
+/// average over any `window` fails the request, so that a server trickling
+/// bytes cannot keep a pull alive forever (reqwest's read timeout restarts
+/// with every byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpeedLimit {
+    /// Least average speed.
+    pub bytes_per_sec: u64,
+    /// Over how long it is measured.
+    pub window: Duration,
+}
+
+impl Default for SpeedLimit {
+    /// 1 KiB/s over 60 s.
+    fn default() -> Self {
+        SpeedLimit {
+            bytes_per_sec: 1024,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Reads a response body in chunks, failing when a window passes with too
+/// few bytes.
+struct SpeedGuard {
+    limit: Option<SpeedLimit>,
+    window_start: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl SpeedGuard {
+    fn new(limit: Option<SpeedLimit>) -> Self {
+        SpeedGuard {
+            limit,
+            window_start: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Passes every chunk of the body to `consume`.
+    async fn each_chunk(
+        &mut self,
+        response: &mut Response,
+        url: &str,
+        mut consume: impl FnMut(&[u8]) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        let http_error = |source| SourceError::Http {
+            url: url.to_string(),
+            source,
+        };
+        loop {
+            let chunk = match self.limit {
+                None => response.chunk().await.map_err(http_error)?,
+                Some(limit) => {
+                    let deadline = self.window_start + limit.window;
+                    match tokio::time::timeout_at(deadline, response.chunk()).await {
+                        Ok(chunk) => {
+                            let chunk = chunk.map_err(http_error)?;
+                            self.bytes += chunk.as_ref().map_or(0, |c| c.len() as u64);
+                            if tokio::time::Instant::now() >= deadline {
+                                self.end_window(limit, url)?;
+                            }
+                            chunk
+                        }
+                        // Nothing at all this window: judge it, then wait on.
+                        Err(_) => {
+                            self.end_window(limit, url)?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match chunk {
+                Some(chunk) => consume(&chunk)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Checks the window that just ended and starts the next.
+    fn end_window(&mut self, limit: SpeedLimit, url: &str) -> Result<(), SourceError> {
+        let needed = limit
+            .bytes_per_sec
+            .saturating_mul(limit.window.as_secs().max(1));
+        if self.bytes < needed {
+            return Err(SourceError::TooSlow {
+                url: url.to_string(),
+                bytes: self.bytes,
+                secs: limit.window.as_secs().max(1),
+                bytes_per_sec: limit.bytes_per_sec,
+            });
+        }
+        self.window_start = tokio::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// A bearer token and when to stop using it.
@@ -512,6 +610,8 @@ struct RegistryClient {
     registry: String,
     repository: String,
     credentials: Option<Credentials>,
+    /// The slowest body read tolerated.
+    speed: Option<SpeedLimit>,
     auth: Mutex<AuthState>,
     /// Held (shared) by every blob commit running on a blocking thread.
     commits: Arc<RwLock<()>>,
@@ -551,6 +651,7 @@ impl RegistryClient {
             registry: reference.registry().to_string(),
             repository: reference.repository().to_string(),
             credentials,
+            speed: opts.min_speed,
             auth: Mutex::new(AuthState::default()),
             commits: Arc::new(RwLock::new(())),
         })

@@ -61,8 +61,7 @@ pub fn test_pause(point: &str) {
     }
 }
 
-/// Why a store operation failed. [`StoreError::exit_code`] maps it to the CLI's
-/// documented exit codes.
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No such image or kernel.
@@ -117,21 +116,14 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-}
-
-impl StoreError {
-    /// 2 for a bad name (a usage error), 3 for not found, 4 for already exists,
-    /// 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StoreError::Name(_) => 2,
-            StoreError::NotFound { .. } => 3,
-            StoreError::AlreadyExists { .. } => 4,
-            StoreError::Source(SourceError::NotFound { .. }) => 3,
-            StoreError::Source(SourceError::Registry { status: 404, .. }) => 3,
-            _ => 1,
-        }
-    }
+    /// A file given to `kernel import` is not what it must be.
+    #[error("{path}: {reason}")]
+    NotAKernel {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Wraps an I/O error with what was being done.
