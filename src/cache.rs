@@ -13,6 +13,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::reference::Digest;
 
+/// Blobs being written are `.tmp-PID-RANDOM` beside the blobs.
+const TEMP_PREFIX: &str = ".tmp-";
+
 /// A blob cache rooted at a cache directory.
 #[derive(Debug, Clone)]
 pub struct BlobCache {
@@ -63,6 +66,8 @@ impl BlobCache {
         let locks = cache_dir.join("oci").join("locks");
         fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&locks)?;
+        // Downloads a killed banger left; live ones (other pulls) are kept.
+        crate::cleanup::sweep_dead_owners(&blobs, TEMP_PREFIX, "")?;
         Ok(BlobCache { blobs, locks })
     }
 
@@ -93,14 +98,16 @@ impl BlobCache {
 
     /// Starts writing a blob: bytes go to a temp file next to the final path.
     pub fn writer(&self, digest: &Digest, size: u64) -> Result<BlobWriter, InsertError> {
+        // `.tmp-PID-RANDOM`: the PID tells a sweep whether the owner lives.
         let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
             .tempfile_in(&self.blobs)
             .map_err(io_err(format!(
                 "creating a temp file in {}",
                 self.blobs.display()
             )))?;
         Ok(BlobWriter {
+            _registration: crate::cleanup::register(temp.path()),
             temp,
             hasher: Sha256::new(),
             written: 0,
@@ -128,6 +135,7 @@ pub struct BlobLock {
 #[derive(Debug)]
 pub struct BlobWriter {
     temp: tempfile::NamedTempFile,
+    _registration: crate::cleanup::Registration,
     hasher: Sha256,
     written: u64,
     digest: Digest,

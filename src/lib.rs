@@ -5,6 +5,7 @@ pub use banger_ext4 as ext4;
 
 pub mod cache;
 pub mod catalog;
+pub mod cleanup;
 pub mod flatten;
 pub mod guest;
 pub mod initsys;

@@ -147,6 +147,7 @@ pub fn write_rootfs(
     };
     let staged = StagedFile::create(&request.output)
         .map_err(|e| output_error("creating a temporary file for", e))?;
+    crate::store::test_pause("output-created");
     let handle = staged
         .file()
         .try_clone()

@@ -3,12 +3,19 @@
 //! Output is written to a hidden temporary name in the destination's
 //! directory; [`StagedFile::persist`] fsyncs it, renames it into place and
 //! fsyncs the directory. Dropping an unpersisted file removes it, so an
-//! error never leaves a partial output behind.
+//! error never leaves a partial output behind; an interrupt removes it
+//! through [`crate::cleanup`], and one left by a killed banger is swept by
+//! the next run that writes into the same directory.
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cleanup::{self, Registration};
+
+/// Temporary names are `.banger-PID-N.tmp`.
+const TEMP_PREFIX: &str = ".banger-";
+const TEMP_SUFFIX: &str = ".tmp";
 
 /// A file being written under a temporary name.
 #[derive(Debug)]
@@ -17,6 +24,7 @@ pub struct StagedFile {
     temp: PathBuf,
     target: PathBuf,
     persisted: bool,
+    _registration: Registration,
 }
 
 impl StagedFile {
@@ -24,7 +32,6 @@ impl StagedFile {
     /// the target's, so that a target name of any valid length works: it is
     /// `.banger-PID-N.tmp`, at most 36 bytes, unique within the process.
     pub fn create(target: &Path) -> io::Result<Self> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = parent_dir(target);
         if target.file_name().is_none() {
             return Err(io::Error::new(
@@ -32,8 +39,9 @@ impl StagedFile {
                 "output path has no file name",
             ));
         }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!(".banger-{}-{n}.tmp", std::process::id()));
+        // What a killed banger left here; a failed sweep must not stop this run.
+        let _ = cleanup::sweep_dead_owners(dir, TEMP_PREFIX, TEMP_SUFFIX);
+        let temp = dir.join(cleanup::temp_name(TEMP_PREFIX, TEMP_SUFFIX));
         let file = File::options()
             .read(true)
             .write(true)
@@ -41,6 +49,7 @@ impl StagedFile {
             .open(&temp)?;
         Ok(Self {
             file,
+            _registration: cleanup::register(&temp),
             temp,
             target: target.to_path_buf(),
             persisted: false,

@@ -303,6 +303,7 @@ pub fn registry_options(
 /// Runs the command line and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    remove_temporaries_on_interrupt();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -386,6 +387,34 @@ fn source_exit_code(error: &SourceError) -> u8 {
         SourceError::NotFound { .. } | SourceError::Registry { status: 404, .. } => NOT_FOUND,
         _ => ERROR,
     }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove what banger was writing (an
+/// output's temporary file, downloads, staging directories), then exit
+/// with 128 + the signal, as a shell reports a process killed by it. A
+/// thread of its own serves the signals, so a busy or blocked runtime
+/// cannot delay the clean-up.
+fn remove_temporaries_on_interrupt() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("warning: cannot watch for interrupts ({e}); an interrupted run may leave temporary files");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            banger::cleanup::remove_registered();
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            eprintln!("error: interrupted by {name}; removed the files being written");
+            std::process::exit(128 + signal);
+        }
+    });
 }
 
 /// The error and its causes on one line. Most of banger's errors already

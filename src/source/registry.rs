@@ -472,10 +472,15 @@ async fn download(
     let mut writer = cache
         .writer(digest, size)
         .map_err(|e| insert_error(e, what))?;
+    let mut first_chunk = true;
     SpeedGuard::new(client.speed)
         .each_chunk(&mut response, url, |chunk| {
             // Small buffered writes to the page cache: cheap enough to do in place.
-            writer.write(chunk).map_err(|e| insert_error(e, what))
+            writer.write(chunk).map_err(|e| insert_error(e, what))?;
+            if std::mem::take(&mut first_chunk) {
+                crate::store::test_pause("downloading");
+            }
+            Ok(())
         })
         .await?;
     let in_flight = client.commits.clone().read_owned().await;

@@ -145,6 +145,7 @@ impl StoreLayout {
             .join(format!("{}-{name}-{}", kind.label(), unique_suffix()));
         fs::create_dir(&path)?;
         Ok(StagingDir {
+            _registration: crate::cleanup::register(&path),
             path,
             published: false,
         })
@@ -176,6 +177,8 @@ pub struct StoreLock {
 pub struct StagingDir {
     path: PathBuf,
     published: bool,
+    /// Removes the directory on an interrupt (reconcile would on the next run).
+    _registration: crate::cleanup::Registration,
 }
 
 impl StagingDir {
