@@ -20,7 +20,8 @@ use crate::inode::{build_inode, encode_device, InodeFields};
 use crate::ondisk::{GroupDesc, Inode, JournalSuperblock, Superblock};
 use crate::spec::*;
 use crate::tree::{
-    ContentStore, FileContent, Metadata, NodeId, NodeKind, PlacedData, Timestamp, Tree,
+    ContentStore, DeviceNumber, FileContent, Metadata, NodeId, NodeKind, PlacedData, Timestamp,
+    Tree,
 };
 use crate::xattr::{self, XattrBlock, XattrError};
 
@@ -257,11 +258,18 @@ impl ImageBuilder {
         let journal = self.write_journal(&geometry, fs_seed, &mut used)?;
 
         let xattr_block_nrs = self.write_xattr_blocks(&plans.xattr_blocks, fs_seed, &mut used)?;
+        let encoder = DirEncoder {
+            tree,
+            inodes: &inodes,
+            hash,
+            fs_seed,
+        };
         let mut tables = InodeTables::new(&geometry, &layout);
         tables.put(&self.image, EXT4_JOURNAL_INO, &journal)?;
         for plan in plans.iter() {
             let inode = self.write_inode_metadata(
                 tree,
+                &encoder,
                 plan,
                 &contents,
                 &xattr_block_nrs,
@@ -302,14 +310,14 @@ impl ImageBuilder {
         &mut self,
         tree: &Tree,
         inodes: &InodeMap,
-    ) -> Result<Vec<Option<PlacedData>>, BuildError> {
-        let mut contents = vec![None; tree.node_count()];
+    ) -> Result<SourcePlacements, BuildError> {
+        let mut contents = SourcePlacements::new();
         for &id in &inodes.order {
             if let NodeKind::File(FileContent::Source(source)) = &tree.node(id).kind {
                 let placed =
                     self.data
                         .store_source(&self.image, &mut self.alloc, source.as_ref())?;
-                contents[id.index()] = Some(placed);
+                contents.insert(id, placed);
             }
         }
         Ok(contents)
@@ -415,11 +423,13 @@ impl ImageBuilder {
 
     /// Allocates and writes an inode's own blocks (directory, extent tree,
     /// slow symlink) and returns the inode.
+    #[allow(clippy::too_many_arguments)]
     fn write_inode_metadata(
         &mut self,
         tree: &Tree,
+        encoder: &DirEncoder,
         plan: &InodePlan,
-        contents: &[Option<PlacedData>],
+        contents: &SourcePlacements,
         xattr_block_nrs: &[u64],
         fs_seed: u32,
         used: &mut UsedBlocks,
@@ -430,7 +440,7 @@ impl ImageBuilder {
             fs_seed,
         };
         let (xattr_block, xattr_fs_blocks) = match plan.xattr_block {
-            Some(i) => (xattr_block_nrs[i], 1),
+            Some(i) => (xattr_block_nrs[i as usize], 1),
             None => (0, 0),
         };
         let mut fields = InodeFields {
@@ -441,11 +451,22 @@ impl ImageBuilder {
             flags: 0,
             i_block: [0; 60],
             xattr_block,
-            xattrs: plan.xattrs,
+            xattrs: plan.xattrs.as_deref().copied().unwrap_or([0; 96]),
         };
         match &plan.body {
-            Body::Directory(blocks) => {
+            Body::Directory {
+                blocks: planned,
+                indexed,
+            } => {
+                let blocks = encoder.encode(plan.node, plan.ino)?;
                 let count = blocks.block_count() as u64;
+                // Same tree, same inode numbers, same seeds: the same bytes.
+                assert_eq!(
+                    (count, blocks.indexed),
+                    (*planned, *indexed),
+                    "directory inode {} encoded differently when written than when planned",
+                    plan.ino
+                );
                 let physical = self.alloc_blocks(count, used)?;
                 let extents = runs_of(&physical);
                 for (run, chunk) in coalesce(&physical).zip(blocks_chunks(&blocks.data, &physical))
@@ -456,7 +477,7 @@ impl ImageBuilder {
                     self.map_with_extents(&extents, owner, used, &mut fields, "directory")?;
                 fields.size = count * BLOCK_SIZE;
                 fields.fs_blocks += count + tree_blocks;
-                fields.flags |= if blocks.indexed { EXT4_INDEX_FL } else { 0 };
+                fields.flags |= if *indexed { EXT4_INDEX_FL } else { 0 };
             }
             Body::File => {
                 let placed = plan
@@ -468,11 +489,13 @@ impl ImageBuilder {
                 fields.size = placed.size;
                 fields.fs_blocks += data_blocks + tree_blocks;
             }
-            Body::FastSymlink(target) => {
+            Body::FastSymlink => {
+                let target = symlink_target(tree, plan);
                 fields.i_block[..target.len()].copy_from_slice(target);
                 fields.size = target.len() as u64;
             }
-            Body::SlowSymlink(target) => {
+            Body::SlowSymlink => {
+                let target = symlink_target(tree, plan);
                 let physical = self.alloc_blocks(1, used)?;
                 let mut block = vec![0u8; BLOCK_SIZE as usize];
                 block[..target.len()].copy_from_slice(target);
@@ -482,7 +505,10 @@ impl ImageBuilder {
                 fields.size = target.len() as u64;
                 fields.fs_blocks += 1;
             }
-            Body::Device(i_block) => fields.i_block = *i_block,
+            Body::Device(dev) => {
+                fields.i_block =
+                    encode_device(*dev).expect("device numbers are checked when planned")
+            }
             Body::Empty => {}
         }
         let default_meta;
@@ -762,14 +788,15 @@ static EMPTY_PLACED: PlacedData = PlacedData {
 
 /// Where a reachable file's data is: in the tree if it was stored while
 /// the tree was built, else where `finish` streamed it.
-fn placed_of<'a>(
-    tree: &'a Tree,
-    contents: &'a [Option<PlacedData>],
-    node: NodeId,
-) -> &'a PlacedData {
+/// Where files whose tree content is a source were placed by
+/// [`ImageBuilder::finish`]; a map, not a vector per node, since most
+/// files arrive already placed.
+type SourcePlacements = HashMap<NodeId, PlacedData>;
+
+fn placed_of<'a>(tree: &'a Tree, contents: &'a SourcePlacements, node: NodeId) -> &'a PlacedData {
     match &tree.node(node).kind {
         NodeKind::File(FileContent::Placed(placed)) => placed,
-        _ => contents[node.index()].as_ref().unwrap_or(&EMPTY_PLACED),
+        _ => contents.get(&node).unwrap_or(&EMPTY_PLACED),
     }
 }
 
@@ -917,11 +944,20 @@ impl InodeMap {
 
 /// What an inode carries besides its metadata.
 enum Body {
-    Directory(dir::DirBlocks),
+    /// A directory of `blocks` blocks, encoded again when written: holding
+    /// every directory's bytes from planning to writing cost 4 KiB or more
+    /// per directory (1.4 GB for 300 000 empty ones).
+    Directory {
+        blocks: u64,
+        indexed: bool,
+    },
     File,
-    FastSymlink(Vec<u8>),
-    SlowSymlink(Vec<u8>),
-    Device([u8; 60]),
+    /// Target in `i_block`; the bytes come from the tree when written.
+    FastSymlink,
+    /// Target in a block of its own.
+    SlowSymlink,
+    /// Checked encodable when planned.
+    Device(DeviceNumber),
     Empty,
 }
 
@@ -933,9 +969,10 @@ struct InodePlan {
     mode: u16,
     links: u16,
     body: Body,
-    xattrs: [u8; 96],
+    /// The in-inode xattr area, `None` for the many inodes without one.
+    xattrs: Option<Box<[u8; 96]>>,
     /// Index into the shared xattr blocks.
-    xattr_block: Option<usize>,
+    xattr_block: Option<u32>,
     /// Blocks this inode allocates after the geometry is known.
     metadata_blocks: u64,
 }
@@ -988,17 +1025,89 @@ fn file_type(kind: &NodeKind) -> u8 {
     }
 }
 
+/// The target of the symlink `plan` describes.
+fn symlink_target<'t>(tree: &'t Tree, plan: &InodePlan) -> &'t [u8] {
+    match plan.node.map(|node| &tree.node(node).kind) {
+        Some(NodeKind::Symlink(target)) => target,
+        _ => unreachable!("inode {} was planned as a symlink", plan.ino),
+    }
+}
+
+/// Encodes directories: once when planning (to count their blocks) and
+/// again when writing, so no directory's bytes are held in between.
+struct DirEncoder<'a> {
+    tree: &'a Tree,
+    inodes: &'a InodeMap,
+    hash: HashParams,
+    fs_seed: u32,
+}
+
+impl DirEncoder<'_> {
+    /// The blocks of directory `node` (inode `ino`), or of the lost+found
+    /// banger adds when `node` is `None`.
+    fn encode(&self, node: Option<NodeId>, ino: u32) -> Result<dir::DirBlocks, BuildError> {
+        let tree = self.tree;
+        let ino_of = |id: NodeId| self.inodes.ino_of(id).unwrap_or(EXT4_ROOT_INO);
+        let (mut entries, parent, path): (Vec<DirEntry>, u32, String) = match node {
+            None => (Vec::new(), EXT4_ROOT_INO, "/lost+found".into()),
+            Some(id) => {
+                let entries = tree
+                    .dir(id)
+                    .map(|d| {
+                        d.iter()
+                            .map(|(name, child)| DirEntry {
+                                name,
+                                inode: ino_of(child),
+                                file_type: file_type(&tree.node(child).kind),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let parent = ino_of(tree.parent(id).unwrap_or(Tree::ROOT));
+                (entries, parent, String::new())
+            }
+        };
+        if node == Some(Tree::ROOT) && self.inodes.tree_lost_found.is_none() {
+            entries.push(DirEntry {
+                name: LOST_FOUND,
+                inode: EXT4_FIRST_INO,
+                file_type: dir::EXT4_FT_DIR,
+            });
+        }
+        let min_blocks = if ino == EXT4_FIRST_INO {
+            LOST_FOUND_BLOCKS
+        } else {
+            1
+        };
+        let ctx = DirContext {
+            dir_inode: ino,
+            parent_inode: parent,
+            generation: 0,
+            csum_seed: self.fs_seed,
+            hash: self.hash,
+        };
+        dir::build_directory(&entries, &ctx, min_blocks).map_err(|source| BuildError::Directory {
+            path: match node {
+                Some(id) if path.is_empty() => path_of(tree, id),
+                _ => path,
+            },
+            source,
+        })
+    }
+}
+
 /// Measures every inode: link counts, directory blocks, xattr placement,
 /// extent tree sizes.
 fn plan_inodes(
     tree: &Tree,
     inodes: &InodeMap,
-    contents: &[Option<PlacedData>],
+    contents: &SourcePlacements,
     hash: &HashParams,
     fs_seed: u32,
 ) -> Result<Plans, BuildError> {
     // Link counts: names for non-directories, 2 + subdirectories for directories.
-    let mut links = vec![0usize; tree.node_count()];
+    // u32: a tree has fewer than 2^32 nodes, so no count can overflow it.
+    let mut links = vec![0u32; tree.node_count()];
     for &id in &inodes.order {
         if let Some(d) = tree.dir(id) {
             links[id.index()] += 2;
@@ -1020,32 +1129,25 @@ fn plan_inodes(
     let mut plans = Vec::with_capacity(inodes.order.len() + 1);
     let ino_of = |id: NodeId| inodes.ino_of(id).unwrap_or(EXT4_ROOT_INO);
 
-    let dir_ctx = |ino: u32, parent: u32| DirContext {
-        dir_inode: ino,
-        parent_inode: parent,
-        generation: 0,
-        csum_seed: fs_seed,
+    let encoder = DirEncoder {
+        tree,
+        inodes,
         hash: *hash,
+        fs_seed,
     };
-
     if inodes.tree_lost_found.is_none() {
-        let blocks = dir::build_directory(
-            &[],
-            &dir_ctx(EXT4_FIRST_INO, EXT4_ROOT_INO),
-            LOST_FOUND_BLOCKS,
-        )
-        .map_err(|source| BuildError::Directory {
-            path: "/lost+found".into(),
-            source,
-        })?;
+        let blocks = encoder.encode(None, EXT4_FIRST_INO)?;
         plans.push(InodePlan {
             ino: EXT4_FIRST_INO,
             node: None,
             mode: 0o040700,
             links: 2,
             metadata_blocks: blocks.block_count() as u64 + extent::tree_blocks_needed(1),
-            body: Body::Directory(blocks),
-            xattrs: [0; 96],
+            body: Body::Directory {
+                blocks: blocks.block_count() as u64,
+                indexed: blocks.indexed,
+            },
+            xattrs: None,
             xattr_block: None,
         });
     }
@@ -1054,7 +1156,7 @@ fn plan_inodes(
         let node = tree.node(id);
         let ino = ino_of(id);
         let path = || path_of(tree, id);
-        let link_count = links[id.index()];
+        let link_count = links[id.index()] as usize;
         let stored_links = match &node.kind {
             NodeKind::Directory(_) if link_count > EXT4_LINK_MAX => 1,
             _ if link_count > EXT4_LINK_MAX => {
@@ -1066,39 +1168,17 @@ fn plan_inodes(
             _ => link_count as u16,
         };
         let (body, metadata_blocks) = match &node.kind {
-            NodeKind::Directory(d) => {
-                let mut entries: Vec<DirEntry> = d
-                    .iter()
-                    .map(|(name, child)| DirEntry {
-                        name,
-                        inode: ino_of(child),
-                        file_type: file_type(&tree.node(child).kind),
-                    })
-                    .collect();
-                if id == Tree::ROOT && inodes.tree_lost_found.is_none() {
-                    entries.push(DirEntry {
-                        name: LOST_FOUND,
-                        inode: EXT4_FIRST_INO,
-                        file_type: dir::EXT4_FT_DIR,
-                    });
-                }
-                let parent = ino_of(tree.parent(id).unwrap_or(Tree::ROOT));
-                let min_blocks = if ino == EXT4_FIRST_INO {
-                    LOST_FOUND_BLOCKS
-                } else {
-                    1
-                };
-                let blocks = dir::build_directory(&entries, &dir_ctx(ino, parent), min_blocks)
-                    .map_err(|source| BuildError::Directory {
-                        path: path(),
-                        source,
-                    })?;
+            NodeKind::Directory(_) => {
+                let blocks = encoder.encode(Some(id), ino)?;
                 let n = blocks.block_count() as u64;
                 // Directory blocks come from one allocation: at most one run
                 // per group crossed, so a small tree always suffices.
                 let runs = n.div_ceil(BLOCKS_PER_GROUP) as usize + 1;
                 (
-                    Body::Directory(blocks),
+                    Body::Directory {
+                        blocks: n,
+                        indexed: blocks.indexed,
+                    },
                     n + extent::tree_blocks_needed(runs),
                 )
             }
@@ -1120,17 +1200,17 @@ fn plan_inodes(
             NodeKind::Symlink(target) if target.is_empty() => {
                 return Err(BuildError::EmptySymlink(path()))
             }
-            NodeKind::Symlink(target) if target.len() <= FAST_SYMLINK_MAX => {
-                (Body::FastSymlink(target.clone()), 0)
-            }
-            NodeKind::Symlink(target) => (Body::SlowSymlink(target.clone()), 1),
+            NodeKind::Symlink(target) if target.len() <= FAST_SYMLINK_MAX => (Body::FastSymlink, 0),
+            NodeKind::Symlink(_) => (Body::SlowSymlink, 1),
             NodeKind::CharDevice(dev) | NodeKind::BlockDevice(dev) => {
-                let i_block = encode_device(*dev).ok_or_else(|| BuildError::DeviceNumber {
-                    path: path(),
-                    major: dev.major,
-                    minor: dev.minor,
-                })?;
-                (Body::Device(i_block), 0)
+                if encode_device(*dev).is_none() {
+                    return Err(BuildError::DeviceNumber {
+                        path: path(),
+                        major: dev.major,
+                        minor: dev.minor,
+                    });
+                }
+                (Body::Device(*dev), 0)
             }
             NodeKind::Fifo | NodeKind::Socket => (Body::Empty, 0),
         };
@@ -1154,7 +1234,7 @@ fn plan_inodes(
                     }
                 };
                 xattr_blocks[index].1 += 1;
-                Some(index)
+                Some(u32::try_from(index).expect("fewer xattr blocks than inodes"))
             }
         };
         plans.push(InodePlan {
@@ -1163,7 +1243,7 @@ fn plan_inodes(
             mode: node.kind.mode_type() | (node.meta.permissions & 0o7777),
             links: stored_links,
             body,
-            xattrs: layout.in_inode,
+            xattrs: (layout.in_inode != [0; 96]).then(|| Box::new(layout.in_inode)),
             xattr_block,
             metadata_blocks,
         });
