@@ -713,3 +713,49 @@ fn a_registry_trickling_bytes_fails_the_pull_at_the_minimum_speed() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn the_entry_limit_is_a_clear_error_and_configurable() {
+    let work = Work::new();
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in ["a", "b", "c"] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(0);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, name, &b""[..])
+            .expect("append");
+    }
+    let tar = work.path("three.tar");
+    fs::write(&tar, builder.into_inner().expect("tar")).expect("write tar");
+    let source = format!("tar:{}", tar.display());
+    let out = work.path("out.ext4");
+    let out_arg = out.to_str().expect("utf-8");
+    let refused = work.banger(&[
+        "rootfs",
+        &source,
+        "-o",
+        out_arg,
+        "--no-agents",
+        "--max-entries",
+        "2",
+    ]);
+    assert_exit(
+        &refused,
+        1,
+        &["more than 2 entries (--max-entries raises the limit)"],
+    );
+    assert!(!out.exists());
+    assert!(hidden_files(work.dir.path()).is_empty());
+    let allowed = work.banger(&[
+        "rootfs",
+        &source,
+        "-o",
+        out_arg,
+        "--no-agents",
+        "--max-entries",
+        "3",
+    ]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_fsck_clean(&out);
+}

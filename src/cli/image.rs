@@ -3,7 +3,6 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use banger::flatten::Limits;
 use banger::inspect::format::{iec, rfc3339};
 use banger::source::{default_cache_dir, ImageSource};
 use banger::store::pull::{pull_image, PullRequest};
@@ -11,7 +10,7 @@ use banger::store::{default_state_dir, Kind, Store};
 
 use super::inspect;
 use super::records::{image_json, image_text};
-use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, RegistryArgs};
+use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, LimitArgs, RegistryArgs};
 
 const PULL_EXAMPLES: &str = "\
 REF is a catalog name (debian-bookworm, alpine-3.20; $BANGER_CATALOG overrides the
@@ -112,6 +111,8 @@ pub struct PullArgs {
     platform: String,
     #[command(flatten)]
     guest: GuestArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Replace an existing image of the same name.
     #[arg(long)]
     force: bool,
@@ -238,7 +239,7 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
         guest: args.guest.settings(),
         modules: args.guest.modules.set(),
         force: args.force,
-        limits: Limits::default(),
+        limits: args.limits.limits(),
         source_date_epoch: source_date_epoch()?,
     };
     let report = pull_image(&default_state_dir(), request).await?;

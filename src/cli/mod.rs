@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use banger::flatten::Limits;
 use banger::guest::modules::ModuleSet;
 use banger::guest::InitChoice;
 use banger::platform::PlatformError;
@@ -126,6 +127,26 @@ pub struct GuestArgs {
     /// microVM needs: virtio, NIC, block, vsock, and their dependencies), all, or none.
     #[arg(long = "modules", value_enum, default_value_t = ModulesArg::Guest)]
     pub modules: ModulesArg,
+}
+
+/// Limits on what an image may hold, shared by `rootfs` and `image pull`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Most tar entries over all layers. The image's tree is in memory while
+    /// it is written, about 310 bytes per entry plus its name: the default
+    /// keeps that near 1.2 GB.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_entries)]
+    pub max_entries: u64,
+}
+
+impl LimitArgs {
+    /// The flattener's limits with these values.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_entries: self.max_entries,
+            ..Limits::default()
+        }
+    }
 }
 
 /// `--modules`: which of the kernel's modules to write.

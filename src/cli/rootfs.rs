@@ -3,13 +3,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use banger::flatten::Limits;
 use banger::guest::modules::{ModuleSource, ModulesPlan};
 use banger::rootfs::{build_rootfs, check_output_path, RootfsRequest};
 use banger::source::ImageSource;
 use banger::store::{default_state_dir, Kind, Store, StoreError};
 
-use super::{parse_size, registry_options, source_date_epoch, GuestArgs, RegistryArgs};
+use super::{parse_size, registry_options, source_date_epoch, GuestArgs, LimitArgs, RegistryArgs};
 
 pub const ROOTFS_EXAMPLES: &str = "\
 Sources:
@@ -42,6 +41,8 @@ pub struct RootfsArgs {
     registry: RegistryArgs,
     #[command(flatten)]
     guest: GuestArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Write the modules of this kernel from the store (see `banger kernel import`).
     #[arg(
         long = "kernel-ref",
@@ -87,7 +88,7 @@ pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
         size: args.size,
         resolve,
         guest,
-        limits: Limits::default(),
+        limits: args.limits.limits(),
         source_date_epoch: epoch,
     };
     let report = build_rootfs(request).await?;

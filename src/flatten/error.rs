@@ -184,7 +184,7 @@ pub enum EntryError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
     /// Too many entries across the layers applied so far.
-    #[error("more than {max} entries")]
+    #[error("more than {max} entries (--max-entries raises the limit)")]
     TooManyEntries {
         /// The limit.
         max: u64,

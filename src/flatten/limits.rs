@@ -25,7 +25,8 @@ impl Default for Limits {
     /// Generous limits that no real image reaches.
     fn default() -> Self {
         Self {
-            max_entries: 10_000_000,
+            // About 1.2 GB of tree in memory (310 bytes an entry plus names).
+            max_entries: 4_000_000,
             max_total_bytes: 1 << 40,
             max_path_depth: 256,
             max_name_bytes: 4096,
