@@ -48,16 +48,36 @@ pub use db::{Db, DbError, ImageRecord, KernelRecord};
 pub use layout::{default_state_dir, Kind, StagingDir, StoreLayout, StoreLock, RECORD_FILE};
 
 /// Test-only: `BANGER_TEST_PAUSE_AT=<point>` makes banger print
-/// `BANGER_TEST_PAUSED <point>` on stderr and sleep at that point, so a test can
-/// SIGKILL it there deterministically. Points: `staging`, `written`, `before-rename`,
-/// `before-commit`, `rm-tombstone`, `rm-committed`. Not for production use.
+/// `BANGER_TEST_PAUSED <point>` on stderr and sleep at that point (up to 600 s), so
+/// a test can SIGKILL it there deterministically, or change the world under it and
+/// let it go on (see [`TEST_RESUME_ENV`]). Points: `staging`, `written`,
+/// `before-rename`, `before-commit`, `rm-tombstone`, `rm-committed`. Not for
+/// production use.
 pub const TEST_PAUSE_ENV: &str = "BANGER_TEST_PAUSE_AT";
 
-/// Pauses at `point` if the test-only [`TEST_PAUSE_ENV`] asks for it.
+/// Test-only: with `BANGER_TEST_RESUME_FILE=<path>`, a run paused by
+/// [`TEST_PAUSE_ENV`] goes on as soon as `<path>` exists (polled every 20 ms)
+/// instead of sleeping out the 600 s. Not for production use.
+pub const TEST_RESUME_ENV: &str = "BANGER_TEST_RESUME_FILE";
+
+/// Pauses at `point` if the test-only [`TEST_PAUSE_ENV`] asks for it, until the
+/// [`TEST_RESUME_ENV`] file appears or 600 s pass.
 pub fn test_pause(point: &str) {
-    if std::env::var(TEST_PAUSE_ENV).is_ok_and(|p| p == point) {
-        eprintln!("BANGER_TEST_PAUSED {point}");
-        std::thread::sleep(std::time::Duration::from_secs(600));
+    use std::time::{Duration, Instant};
+
+    if !std::env::var(TEST_PAUSE_ENV).is_ok_and(|p| p == point) {
+        return;
+    }
+    eprintln!("BANGER_TEST_PAUSED {point}");
+    let resume = std::env::var_os(TEST_RESUME_ENV).map(PathBuf::from);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Without a resume file the test means to kill us: poll the clock only.
+    let tick = Duration::from_millis(if resume.is_some() { 20 } else { 1000 });
+    while Instant::now() < deadline {
+        if resume.as_deref().is_some_and(Path::exists) {
+            return;
+        }
+        std::thread::sleep(tick);
     }
 }
 
