@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use banger_testkit::assert_fsck_clean;
+use banger_testkit::skip::{is_root, Skip};
 use serde_json::Value;
 use support::oci::{build_layout, Comp, ImageSpec, LayerSpec};
 use support::registry::TestRegistry;
@@ -40,6 +41,11 @@ impl Env {
         Env { dir, vars }
     }
 
+    fn with_state(mut self, state: &Path) -> Self {
+        self.vars[0].1 = state.display().to_string();
+        self
+    }
+
     fn with_cache(mut self, cache: &Path) -> Self {
         self.vars[1].1 = cache.display().to_string();
         self
@@ -62,6 +68,7 @@ impl Env {
         command
             .args(args)
             .env_remove("BANGER_TEST_PAUSE_AT")
+            .env_remove("BANGER_TEST_RESUME_FILE")
             .env_remove("BANGER_CATALOG")
             .env_remove("BANGER_KERNEL_CATALOG")
             .env_remove("XDG_STATE_HOME")
@@ -766,4 +773,212 @@ modules     none written
 }}"#
         )
     );
+}
+
+/// A tmpfs mounted on a fresh directory, unmounted on drop (a panicking test too).
+struct Tmpfs {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`), or says why not and gives `None`.
+    fn mount(size: &str, why: &str) -> Option<Self> {
+        if !is_root() {
+            Skip(format!("{why} needs root to mount a tmpfs")).report();
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs: {status}");
+        Some(Tmpfs { dir: Some(dir) })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let umount = |lazy: bool| {
+            let mut command = Command::new("umount");
+            if lazy {
+                // A banger left running by a failed assertion keeps it busy.
+                command.arg("--lazy");
+            }
+            command.arg(dir.path()).status().is_ok_and(|s| s.success())
+        };
+        if !umount(false) && !umount(true) {
+            eprintln!("could not unmount the tmpfs at {}", dir.path().display());
+            // Removing the mount point would delete the tmpfs's contents instead.
+            std::mem::forget(dir);
+        }
+    }
+}
+
+/// Fills the filesystem holding `path` with a file there, until it is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+
+    let mut file = std::fs::File::create(path).unwrap();
+    // Big writes for speed, then page-sized ones to take the last partial chunk.
+    for chunk in [1 << 20, 4096] {
+        let buf = vec![0xa5u8; chunk];
+        loop {
+            match file.write(&buf) {
+                Ok(n) if n == chunk => {}
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+    }
+    // Nothing more fits, not even a page.
+    let err = file.write_all(&[0u8; 4096]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+}
+
+/// Runs banger paused at `point`, calls `meanwhile` there, lets it go on, and
+/// returns its exit code and stderr (without the pause marker).
+fn pause_then_resume(
+    env: &Env,
+    args: &[&str],
+    point: &str,
+    meanwhile: impl FnOnce(),
+) -> (Option<i32>, String) {
+    let resume = env.dir.path().join("resume");
+    let _ = std::fs::remove_file(&resume);
+    let mut child = env
+        .command(args)
+        .env("BANGER_TEST_PAUSE_AT", point)
+        .env("BANGER_TEST_RESUME_FILE", &resume)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let marker = format!("BANGER_TEST_PAUSED {point}");
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line == marker {
+                let _ = tx.send(());
+            } else {
+                rest.push(line);
+            }
+        }
+        rest
+    });
+    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "banger {args:?} never reached {point}: {}",
+            reader.join().unwrap().join("\n")
+        );
+    }
+    meanwhile();
+    std::fs::write(&resume, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("banger {args:?} hung after resuming at {point}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = reader.join().unwrap().join("\n");
+    stderr.push('\n');
+    (status.code(), stderr)
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Asserts a pull failed with one line saying the state database is full.
+fn assert_database_full(code: Option<i32>, stderr: &str) {
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("database or disk is full"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_pull_whose_record_cannot_be_written_publishes_nothing() {
+    let Some(tmpfs) = Tmpfs::mount(
+        "64m",
+        "a_pull_whose_record_cannot_be_written_publishes_nothing",
+    ) else {
+        return;
+    };
+    // Only the state directory fills up: the blob cache lives elsewhere.
+    let env = Env::new().with_state(&tmpfs.path().join("state"));
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox");
+    let source = format!("oci:{}:latest", layout.display());
+    let filler = tmpfs.path().join("filler");
+    let pull = |force: bool| {
+        let mut args = vec![
+            "image".to_string(),
+            "pull".into(),
+            source.clone(),
+            "--name".into(),
+            "bb".into(),
+            "--modules".into(),
+            "none".into(),
+            "--size".into(),
+            "32M".into(),
+            "--quiet".into(),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        args
+    };
+
+    // A fresh pull: the directory is renamed into place, then the disk fills up
+    // before the row is written. Neither must stay.
+    let fresh = pull(false);
+    let (code, stderr) = pause_then_resume(&env, &strs(&fresh), "before-commit", || fill(&filler));
+    assert_database_full(code, &stderr);
+    assert!(
+        !env.state().join("images/bb").exists(),
+        "published without a record: {stderr}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(env.list(), Vec::<String>::new());
+    env.assert_consistent();
+    // A retry is a fresh pull, not "already exists" (exit 4).
+    env.ok(&strs(&fresh));
+    assert_eq!(env.list(), ["bb"]);
+    assert_fsck_clean(&env.state().join("images/bb/rootfs.ext4"));
+    env.assert_consistent();
+
+    // `--force` over an existing image: the old image stays, record and rootfs.
+    let old = env.json(&["image", "show", "bb", "--json"]);
+    let rootfs = env.state().join("images/bb/rootfs.ext4");
+    let old_rootfs = std::fs::read(&rootfs).unwrap();
+    let (code, stderr) =
+        pause_then_resume(&env, &strs(&pull(true)), "before-commit", || fill(&filler));
+    assert_database_full(code, &stderr);
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(env.list(), ["bb"]);
+    let now = env.json(&["image", "show", "bb", "--json"]);
+    assert_eq!(now["pull_id"], old["pull_id"], "the old record stays");
+    assert_eq!(now, old);
+    assert!(
+        std::fs::read(&rootfs).unwrap() == old_rootfs,
+        "the old rootfs stays, byte for byte"
+    );
+    assert_fsck_clean(&rootfs);
+    env.assert_consistent();
 }

@@ -189,15 +189,19 @@ impl StagingDir {
 
     /// Fsyncs every file in the directory and the directory itself, then moves it to
     /// `target` in one step. An existing `target` is swapped out atomically
-    /// (`RENAME_EXCHANGE`) and its old contents returned, for the caller to delete
-    /// once the database agrees; readers see the old entry or the new, never neither.
+    /// (`RENAME_EXCHANGE`); readers see the old entry or the new, never neither.
+    ///
+    /// On error nothing is published. On success the caller makes the renames
+    /// durable with [`Publication::sync`], writes the record, and then either
+    /// deletes what was replaced ([`Publication::finish`]) or, if the record cannot
+    /// be written, puts the store back as it was ([`Publication::undo`]).
     pub fn publish(
         mut self,
         layout: &StoreLayout,
         kind: Kind,
         name: &str,
-    ) -> io::Result<Option<PathBuf>> {
-        let target = &layout.entry_dir(kind, name);
+    ) -> io::Result<Publication> {
+        let target = layout.entry_dir(kind, name);
         for entry in fs::read_dir(&self.path)? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
@@ -206,29 +210,125 @@ impl StagingDir {
         }
         sync_dir(&self.path)?;
         let displaced = if target.exists() {
-            match renameat_with(CWD, &self.path, CWD, target, RenameFlags::EXCHANGE) {
+            match renameat_with(CWD, &self.path, CWD, &target, RenameFlags::EXCHANGE) {
                 // The old entry now sits at the staging path.
-                Ok(()) => Some(self.path.clone()),
+                Ok(()) => Displaced::Exchanged(self.path.clone()),
                 Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
                     // No RENAME_EXCHANGE here: tombstone, then rename. A crash between
                     // the two is rolled back by reconcile (the tombstone is "replaced").
                     let tomb = layout.tombstone(kind, name, "replaced");
-                    fs::rename(target, &tomb)?;
-                    fs::rename(&self.path, target)?;
-                    Some(tomb)
+                    fs::rename(&target, &tomb)?;
+                    if let Err(e) = fs::rename(&self.path, &target) {
+                        // Put the old entry back so that the failed publish leaves
+                        // the store as it was; if even that fails, reconcile does it.
+                        let _ = fs::rename(&tomb, &target);
+                        return Err(e);
+                    }
+                    Displaced::Replaced(tomb)
                 }
                 Err(e) => return Err(e.into()),
             }
         } else {
-            fs::rename(&self.path, target)?;
-            None
+            fs::rename(&self.path, &target)?;
+            Displaced::Nothing
         };
         self.published = true;
-        if let Some(parent) = target.parent() {
-            sync_dir(parent)?;
-        }
+        Ok(Publication {
+            kind,
+            name: name.to_string(),
+            target,
+            displaced,
+        })
+    }
+}
+
+/// Where a publish left the entry it replaced.
+#[derive(Debug)]
+enum Displaced {
+    /// There was none.
+    Nothing,
+    /// Swapped out with `RENAME_EXCHANGE`: it sits at the staging path.
+    Exchanged(PathBuf),
+    /// Moved to a `replaced` tombstone (no `RENAME_EXCHANGE`).
+    Replaced(PathBuf),
+}
+
+/// A staged directory renamed into place whose record is not written yet. Dropping
+/// it without [`Publication::finish`] or [`Publication::undo`] leaves the state a
+/// crash would (the next reconcile rolls the entry forward).
+#[derive(Debug)]
+#[must_use = "a publication is finished once recorded, or undone"]
+pub struct Publication {
+    kind: Kind,
+    name: String,
+    target: PathBuf,
+    displaced: Displaced,
+}
+
+impl Publication {
+    /// What was published.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Makes the publish's renames durable: the record must not be committed
+    /// before the directory it describes is.
+    pub fn sync(&self, layout: &StoreLayout) -> io::Result<()> {
+        sync_dir(&layout.kind_dir(self.kind))?;
         sync_dir(&layout.staging_dir())?;
-        Ok(displaced)
+        if let Displaced::Replaced(_) = self.displaced {
+            sync_dir(&layout.trash_dir())?;
+        }
+        Ok(())
+    }
+
+    /// The record is written: deletes the replaced entry. A leftover is removed by
+    /// the next reconcile, so failing here is not an error.
+    pub fn finish(self) {
+        match self.displaced {
+            Displaced::Nothing => {}
+            Displaced::Exchanged(old) | Displaced::Replaced(old) => {
+                let _ = fs::remove_dir_all(old);
+            }
+        }
+    }
+
+    /// The record could not be written: puts back what was at the name before the
+    /// publish (the old entry, or nothing) and deletes the new entry. Each step
+    /// leaves a state reconcile resolves (see the order of operations in
+    /// [`crate::store`]). On error the new entry may still be in place.
+    pub fn undo(self, layout: &StoreLayout) -> io::Result<()> {
+        let leftover = match self.displaced {
+            Displaced::Nothing => {
+                let tomb = layout.tombstone(self.kind, &self.name, "undone");
+                fs::rename(&self.target, &tomb)?;
+                tomb
+            }
+            Displaced::Exchanged(old) => {
+                // Swapping back is one atomic step: the old entry returns to its
+                // name and the new one goes to the staging path.
+                renameat_with(CWD, &old, CWD, &self.target, RenameFlags::EXCHANGE)?;
+                old
+            }
+            Displaced::Replaced(old) => {
+                let tomb = layout.tombstone(self.kind, &self.name, "undone");
+                fs::rename(&self.target, &tomb)?;
+                fs::rename(&old, &self.target)?;
+                tomb
+            }
+        };
+        sync_dir(&layout.kind_dir(self.kind))?;
+        sync_dir(&layout.staging_dir())?;
+        sync_dir(&layout.trash_dir())?;
+        // The new entry is out of the way and unrecorded: a leftover is deleted by
+        // the next reconcile, so failing here is not an error.
+        let _ = fs::remove_dir_all(leftover);
+        Ok(())
     }
 }
 
@@ -243,4 +343,94 @@ impl Drop for StagingDir {
 /// Makes a directory's entries (renames, creations) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A staged directory holding one file, `what`.
+    fn staged(layout: &StoreLayout, what: &str) -> StagingDir {
+        let staging = layout.stage(Kind::Image, "x").unwrap();
+        fs::write(staging.path().join("what"), what).unwrap();
+        staging
+    }
+
+    fn what(layout: &StoreLayout) -> Option<String> {
+        fs::read_to_string(layout.entry_dir(Kind::Image, "x").join("what")).ok()
+    }
+
+    fn assert_no_leftovers(layout: &StoreLayout) {
+        assert_eq!(fs::read_dir(layout.staging_dir()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(layout.trash_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn undo_puts_back_what_each_kind_of_publish_moved() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = StoreLayout::create(root.path()).unwrap();
+
+        // A fresh name: undone, the name is free again.
+        let publication = staged(&layout, "new").publish(&layout, Kind::Image, "x");
+        let publication = publication.unwrap();
+        assert!(matches!(publication.displaced, Displaced::Nothing));
+        assert_eq!(what(&layout).as_deref(), Some("new"));
+        publication.undo(&layout).unwrap();
+        assert_eq!(what(&layout), None);
+        assert!(!layout.entry_dir(Kind::Image, "x").exists());
+        assert_no_leftovers(&layout);
+
+        // A replacement (by RENAME_EXCHANGE where the filesystem has it, as tmpfs
+        // and ext4 do): the old entry is back.
+        let old = staged(&layout, "old").publish(&layout, Kind::Image, "x");
+        old.unwrap().finish();
+        let publication = staged(&layout, "new")
+            .publish(&layout, Kind::Image, "x")
+            .unwrap();
+        assert!(!matches!(publication.displaced, Displaced::Nothing));
+        assert_eq!(what(&layout).as_deref(), Some("new"));
+        publication.undo(&layout).unwrap();
+        assert_eq!(what(&layout).as_deref(), Some("old"));
+        assert_no_leftovers(&layout);
+
+        // A replacement without RENAME_EXCHANGE, as `publish` leaves it: the new
+        // entry in place, the old one in a `replaced` tombstone.
+        let tomb = layout.tombstone(Kind::Image, "x", "replaced");
+        let target = layout.entry_dir(Kind::Image, "x");
+        fs::rename(&target, &tomb).unwrap();
+        let mut staging = staged(&layout, "new");
+        fs::rename(staging.path(), &target).unwrap();
+        staging.published = true;
+        let publication = Publication {
+            kind: Kind::Image,
+            name: "x".into(),
+            target: target.clone(),
+            displaced: Displaced::Replaced(tomb),
+        };
+        publication.undo(&layout).unwrap();
+        assert_eq!(what(&layout).as_deref(), Some("old"));
+        assert_no_leftovers(&layout);
+
+        // Finishing deletes what was replaced and keeps the new entry.
+        let publication = staged(&layout, "new")
+            .publish(&layout, Kind::Image, "x")
+            .unwrap();
+        publication.sync(&layout).unwrap();
+        publication.finish();
+        assert_eq!(what(&layout).as_deref(), Some("new"));
+        assert_no_leftovers(&layout);
+    }
+
+    #[test]
+    fn a_failed_undo_is_an_error_not_a_panic() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = StoreLayout::create(root.path()).unwrap();
+        let publication = staged(&layout, "new")
+            .publish(&layout, Kind::Image, "x")
+            .unwrap();
+        // Someone removed it under us: there is nothing to move back.
+        fs::remove_dir_all(layout.entry_dir(Kind::Image, "x")).unwrap();
+        let err = publication.undo(&layout).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
 }

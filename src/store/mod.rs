@@ -14,6 +14,23 @@
 //!   A crash before the rename leaves a staging directory: deleted by the next run.
 //!   A crash after it leaves a directory whose `record.json` disagrees with the row
 //!   (or has none): reconcile rolls the row forward from `record.json`.
+//! * **a row that cannot be committed** (disk full, I/O error; or the fsync after
+//!   the rename fails): the publish is undone before the error is returned, so the
+//!   command fails with the store as it was. The failed transaction changed no row.
+//!   - fresh name: rename `images/NAME` to `images/.trash/<kind>.NAME.undone.<id>`,
+//!     fsync, delete it. A crash before the rename rolls forward (as above); after
+//!     it, reconcile deletes the tombstone and there is no row.
+//!   - `--force` with `RENAME_EXCHANGE`: exchange again, so the old entry is back
+//!     at `images/NAME` (matching its row) and the new one at the staging path,
+//!     fsync, delete it. A crash before the exchange rolls forward; after it,
+//!     reconcile deletes the staging directory.
+//!   - `--force` without it: rename `images/NAME` to an `undone` tombstone, rename
+//!     the `replaced` tombstone back to `images/NAME`, fsync, delete the `undone`
+//!     one. A crash between the two renames leaves `images/NAME` missing and a
+//!     `replaced` tombstone, which reconcile restores: the old entry and its row.
+//!
+//!   If the undo itself fails the error says so; the next command's reconcile
+//!   settles the store by the rules above (rolling forward what is still in place).
 //! * **rm**: take the lock, rename `images/NAME` to `images/.trash/<kind>.NAME.rm.<id>`,
 //!   fsync, delete the row, then delete the tombstone. A crash after the rename leaves
 //!   a row without a directory: reconcile deletes the row (rm rolls forward) and the
@@ -45,19 +62,41 @@ use crate::rootfs::RootfsError;
 use crate::source::SourceError;
 
 pub use db::{Db, DbError, ImageRecord, KernelRecord};
-pub use layout::{default_state_dir, Kind, StagingDir, StoreLayout, StoreLock, RECORD_FILE};
+pub use layout::{
+    default_state_dir, Kind, Publication, StagingDir, StoreLayout, StoreLock, RECORD_FILE,
+};
 
 /// Test-only: `BANGER_TEST_PAUSE_AT=<point>` makes banger print
-/// `BANGER_TEST_PAUSED <point>` on stderr and sleep at that point, so a test can
-/// SIGKILL it there deterministically. Points: `staging`, `written`, `before-rename`,
-/// `before-commit`, `rm-tombstone`, `rm-committed`. Not for production use.
+/// `BANGER_TEST_PAUSED <point>` on stderr and sleep at that point (up to 600 s), so
+/// a test can SIGKILL it there deterministically, or change the world under it and
+/// let it go on (see [`TEST_RESUME_ENV`]). Points: `staging`, `written`,
+/// `before-rename`, `before-commit`, `rm-tombstone`, `rm-committed`. Not for
+/// production use.
 pub const TEST_PAUSE_ENV: &str = "BANGER_TEST_PAUSE_AT";
 
-/// Pauses at `point` if the test-only [`TEST_PAUSE_ENV`] asks for it.
+/// Test-only: with `BANGER_TEST_RESUME_FILE=<path>`, a run paused by
+/// [`TEST_PAUSE_ENV`] goes on as soon as `<path>` exists (polled every 20 ms)
+/// instead of sleeping out the 600 s. Not for production use.
+pub const TEST_RESUME_ENV: &str = "BANGER_TEST_RESUME_FILE";
+
+/// Pauses at `point` if the test-only [`TEST_PAUSE_ENV`] asks for it, until the
+/// [`TEST_RESUME_ENV`] file appears or 600 s pass.
 pub fn test_pause(point: &str) {
-    if std::env::var(TEST_PAUSE_ENV).is_ok_and(|p| p == point) {
-        eprintln!("BANGER_TEST_PAUSED {point}");
-        std::thread::sleep(std::time::Duration::from_secs(600));
+    use std::time::{Duration, Instant};
+
+    if !std::env::var(TEST_PAUSE_ENV).is_ok_and(|p| p == point) {
+        return;
+    }
+    eprintln!("BANGER_TEST_PAUSED {point}");
+    let resume = std::env::var_os(TEST_RESUME_ENV).map(PathBuf::from);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Without a resume file the test means to kill us: poll the clock only.
+    let tick = Duration::from_millis(if resume.is_some() { 20 } else { 1000 });
+    while Instant::now() < deadline {
+        if resume.as_deref().is_some_and(Path::exists) {
+            return;
+        }
+        std::thread::sleep(tick);
     }
 }
 
@@ -115,6 +154,37 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// The row of a published entry could not be written, so the publication was
+    /// undone: the store is as it was before the command.
+    #[error("{kind} {name:?} was not published: recording it failed")]
+    NotRecorded {
+        /// `image` or `kernel`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Why the row could not be written.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// The row of a published entry could not be written, and undoing the
+    /// publication failed too; the next command's reconcile settles it (see the
+    /// order of operations above).
+    #[error(
+        "{kind} {name:?} may stay published without its record until the next banger \
+         command reconciles the store: undoing the publication failed ({undo}) after \
+         recording it failed"
+    )]
+    UndoFailed {
+        /// `image` or `kernel`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Why the undo failed.
+        undo: io::Error,
+        /// Why the row could not be written.
+        #[source]
+        source: Box<StoreError>,
     },
     /// A file given to `kernel import` is not what it must be.
     #[error("{path}: {reason}")]
@@ -273,7 +343,8 @@ impl Store {
     }
 
     /// Publishes a staged image: writes its record, renames it into place (replacing
-    /// any old one atomically), commits the row, deletes what it replaced.
+    /// any old one atomically), commits the row, deletes what it replaced. If the row
+    /// cannot be committed the rename is undone: both happen or neither.
     pub fn publish_image(
         &mut self,
         staging: StagingDir,
@@ -281,13 +352,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         write_record(staging.path(), record)?;
         test_pause("before-rename");
-        let displaced = staging
+        let publication = staging
             .publish(&self.layout, Kind::Image, &record.name)
             .map_err(io_err(format!("publishing image {}", record.name)))?;
-        test_pause("before-commit");
-        self.db.put_image(record)?;
-        remove_displaced(displaced);
-        Ok(())
+        self.record_or_undo(publication, |db| {
+            test_pause("before-commit");
+            db.put_image(record)
+        })
     }
 
     /// Publishes a staged kernel, like [`Store::publish_image`].
@@ -297,12 +368,45 @@ impl Store {
         record: &KernelRecord,
     ) -> Result<(), StoreError> {
         write_record(staging.path(), record)?;
-        let displaced = staging
+        let publication = staging
             .publish(&self.layout, Kind::Kernel, &record.name)
             .map_err(io_err(format!("publishing kernel {}", record.name)))?;
-        self.db.put_kernel(record)?;
-        remove_displaced(displaced);
-        Ok(())
+        self.record_or_undo(publication, |db| db.put_kernel(record))
+    }
+
+    /// Makes `publication` durable and commits its row with `put`; if either fails,
+    /// undoes the publication so the store is as it was before the command.
+    fn record_or_undo(
+        &mut self,
+        publication: Publication,
+        put: impl FnOnce(&mut Db) -> Result<(), DbError>,
+    ) -> Result<(), StoreError> {
+        let recorded = publication
+            .sync(&self.layout)
+            .map_err(io_err("syncing the store"))
+            .and_then(|()| put(&mut self.db).map_err(StoreError::from));
+        let cause = match recorded {
+            Ok(()) => {
+                publication.finish();
+                return Ok(());
+            }
+            Err(cause) => Box::new(cause),
+        };
+        let kind = publication.kind().label();
+        let name = publication.name().to_string();
+        match publication.undo(&self.layout) {
+            Ok(()) => Err(StoreError::NotRecorded {
+                kind,
+                name,
+                source: cause,
+            }),
+            Err(undo) => Err(StoreError::UndoFailed {
+                kind,
+                name,
+                undo,
+                source: cause,
+            }),
+        }
     }
 
     /// Removes an image or kernel: tombstone, row, then the tombstone's contents.
@@ -386,9 +490,81 @@ fn write_record(dir: &Path, record: &impl serde::Serialize) -> Result<(), StoreE
     fs::write(&path, json).map_err(io_err(format!("writing {}", path.display())))
 }
 
-/// Deletes what a publish replaced; a leftover is cleaned by the next reconcile.
-fn remove_displaced(displaced: Option<PathBuf>) {
-    if let Some(old) = displaced {
-        let _ = fs::remove_dir_all(old);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> KernelRecord {
+        KernelRecord {
+            name: name.into(),
+            source: None,
+            manifest_digest: None,
+            initrd: false,
+            modules: false,
+            created: 0,
+            pull_id: "p".into(),
+            blobs: Vec::new(),
+        }
+    }
+
+    /// Stages and publishes kernel `name`, then fails its row with `put`.
+    fn fail_record(
+        store: &mut Store,
+        name: &str,
+        put: impl FnOnce(&mut Db) -> Result<(), DbError>,
+    ) -> StoreError {
+        let staging = store.stage(Kind::Kernel, name).unwrap();
+        write_record(staging.path(), &record(name)).unwrap();
+        let publication = staging.publish(&store.layout, Kind::Kernel, name).unwrap();
+        store.record_or_undo(publication, put).unwrap_err()
+    }
+
+    fn full() -> DbError {
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        ))
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_written_undoes_the_publish() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = Store::open_locked(root.path()).unwrap();
+        let err = fail_record(&mut store, "k", |_| Err(full()));
+        assert!(
+            matches!(&err, StoreError::NotRecorded { name, .. } if name == "k"),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("database or disk is full"), "{cause}");
+        assert!(!store.layout.entry_dir(Kind::Kernel, "k").exists());
+        assert_eq!(store.kernels().unwrap(), []);
+        // Nothing for reconcile to do: the store is as before.
+        let report = reconcile::reconcile(&store.layout, &mut store.db).unwrap();
+        assert_eq!(report, reconcile::ReconcileReport::default());
+    }
+
+    #[test]
+    fn a_failed_undo_names_both_causes_and_reconcile_settles_it() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = Store::open_locked(root.path()).unwrap();
+        let trash = store.layout.trash_dir();
+        let err = fail_record(&mut store, "k", |_| {
+            // The undo's tombstone cannot be made.
+            fs::remove_dir(&trash).unwrap();
+            Err(full())
+        });
+        assert!(matches!(&err, StoreError::UndoFailed { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("undoing the publication failed (No such file"),
+            "{text}"
+        );
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("database or disk is full"), "{cause}");
+        // The next command rolls the published entry forward.
+        drop(store);
+        let store = Store::open_locked(root.path()).unwrap();
+        assert_eq!(store.kernels().unwrap(), [record("k")]);
     }
 }
