@@ -8,11 +8,14 @@
 //! (c) `mkfs.ext4 -d` alone from the already extracted tree;
 //! (d) inflating every layer with banger's decompressor, one thread,
 //!     output discarded: the least work any tool must do.
-//! Then the peak memory of (a) on an image whose only file is 4 GiB.
+//! Then the peak memory of (a) on an image whose only file is 4 GiB, and
+//! per entry on trees of 300 000 directories and 10^6 files (`entries`).
 //!
-//! Usage: `scripts/bench [--runs N] [--out DIR] [--svg FILE] [--skip-big]`.
+//! Usage: `scripts/bench [--runs N] [--out DIR] [--svg FILE] [--skip-big]
+//! [--skip-entries] [--only-entries]`.
 
 mod chart;
+mod entries;
 mod layout;
 mod measure;
 mod seed;
@@ -46,6 +49,10 @@ struct Args {
     out: PathBuf,
     svg: PathBuf,
     big: bool,
+    /// Measure memory per entry (trees of 300 000 and 10^6 entries).
+    entries: bool,
+    /// Only that.
+    only_entries: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,6 +62,8 @@ fn parse_args() -> Result<Args, String> {
         out: root.join("target/bench"),
         svg: root.join("docs/bench.svg"),
         big: true,
+        entries: true,
+        only_entries: false,
     };
     let mut it = env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -71,10 +80,12 @@ fn parse_args() -> Result<Args, String> {
             "--out" => args.out = PathBuf::from(value("--out")?),
             "--svg" => args.svg = PathBuf::from(value("--svg")?),
             "--skip-big" => args.big = false,
+            "--skip-entries" => args.entries = false,
+            "--only-entries" => args.only_entries = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: banger-bench [--runs N (5)] [--out DIR (target/bench)] \
-                     [--svg FILE (docs/bench.svg)] [--skip-big]"
+                     [--svg FILE (docs/bench.svg)] [--skip-big] [--skip-entries] [--only-entries]"
                         .into(),
                 )
             }
@@ -264,6 +275,11 @@ fn run(args: &Args) -> io::Result<()> {
     let out = fs::canonicalize(&args.out)?;
     let cache = out.join("cache");
     let banger = banger_binary()?;
+    if args.only_entries {
+        let (baseline, runs) = entries::measure(&banger, &out)?;
+        print_entries(baseline, &runs);
+        return Ok(());
+    }
 
     eprintln!("bench: Debian tree and its OCI layout");
     let tree = debian_tree()?;
@@ -322,6 +338,12 @@ fn run(args: &Args) -> io::Result<()> {
     let (apparent, allocated) = sizes(&image_a)?;
     let (seed_apparent, seed_allocated) = sizes(&image_b)?;
 
+    let memory = if args.entries {
+        eprintln!("bench: memory per entry (300 000 directories, 10^6 files)");
+        Some(entries::measure(&banger, &out)?)
+    } else {
+        None
+    };
     let big = if args.big {
         eprintln!("bench: the {} GiB single-file image", BIG_FILE >> 30);
         let big_layout = out.join("big-oci");
@@ -380,6 +402,7 @@ fn run(args: &Args) -> io::Result<()> {
         "a_image": {"apparent_bytes": apparent, "allocated_bytes": allocated},
         "b_image": {"apparent_bytes": seed_apparent, "allocated_bytes": seed_allocated},
         "big_file": big,
+        "memory_per_entry": memory.as_ref().map(|(baseline, runs)| entries::to_json(*baseline, runs)),
     });
     fs::write(
         out.join("results.json"),
@@ -454,12 +477,30 @@ fn run(args: &Args) -> io::Result<()> {
         machine.line(),
         machine.load_before
     );
+    if let Some((baseline, runs)) = &memory {
+        print_entries(*baseline, runs);
+    }
     eprintln!(
         "bench: wrote {} and {}",
         out.join("results.json").display(),
         args.svg.display()
     );
     Ok(())
+}
+
+/// README lines for the memory-per-entry runs.
+fn print_entries(baseline_kib: u64, runs: &[entries::EntriesRun]) {
+    for run in runs {
+        println!(
+            "- {}: peak RSS {:.0} MiB, {} bytes per entry above the {:.0} MiB baseline, {:.1} s; e2fsck -fn {}",
+            run.label,
+            mib(run.max_rss_kib),
+            entries::bytes_per_entry(run, baseline_kib),
+            mib(baseline_kib),
+            run.seconds,
+            if run.fsck_clean { "clean" } else { "NOT clean" }
+        );
+    }
 }
 
 fn main() -> ExitCode {
