@@ -61,6 +61,26 @@ impl Work {
     fn text(&self, args: &[&str]) -> String {
         String::from_utf8(self.ok(args)).unwrap()
     }
+
+    /// `banger rootfs tar:TAR -o IMG --no-agents`, then e2fsck on the image.
+    fn rootfs_from_tar(&self, tar: &Path, img: &Path) {
+        self.ok(&[
+            "rootfs",
+            &format!("tar:{}", tar.display()),
+            "-o",
+            img.to_str().unwrap(),
+            "--no-agents",
+            "--quiet",
+        ]);
+        assert_fsck_clean(img);
+    }
+}
+
+/// The sparse file of the known tree: 1 MiB, 4 KiB of 'S' at 64 KiB.
+fn sparse_contents() -> Vec<u8> {
+    let mut sparse = vec![0u8; 1 << 20];
+    sparse[65536..65536 + 4096].fill(b'S');
+    sparse
 }
 
 fn unhex(text: &str) -> Vec<u8> {
@@ -159,15 +179,7 @@ fn known_image(work: &Work) -> PathBuf {
     let tar = work.path("known.tar");
     fs::write(&tar, known_tar()).unwrap();
     let img = work.path("known.ext4");
-    work.ok(&[
-        "rootfs",
-        &format!("tar:{}", tar.display()),
-        "-o",
-        img.to_str().unwrap(),
-        "--no-agents",
-        "--quiet",
-    ]);
-    assert_fsck_clean(&img);
+    work.rootfs_from_tar(&tar, &img);
     img
 }
 
@@ -233,9 +245,7 @@ fn cat_reads_files_through_links_and_holes() {
     assert_eq!(work.ok(&["image", "cat", img, "/d/h"]), b"hello\n");
     assert_eq!(work.ok(&["image", "cat", img, "/short"]), b"hello\n");
     assert_eq!(work.ok(&["image", "cat", img, "/dev/../d/f"]), b"hello\n");
-    let mut sparse = vec![0u8; 1 << 20];
-    sparse[65536..65536 + 4096].fill(b'S');
-    assert!(work.ok(&["image", "cat", img, "/sparse"]) == sparse);
+    assert!(work.ok(&["image", "cat", img, "/sparse"]) == sparse_contents());
 
     let missing = work.banger(&["image", "cat", img, "/d/nope"]);
     assert_eq!(
@@ -387,22 +397,12 @@ lrwxrwxrwx 0/0               0 {t} ./short -> d/f
         .status()
         .unwrap();
     assert!(status.success());
-    let mut sparse = vec![0u8; 1 << 20];
-    sparse[65536..65536 + 4096].fill(b'S');
-    assert!(fs::read(extracted.join("sparse")).unwrap() == sparse);
+    assert!(fs::read(extracted.join("sparse")).unwrap() == sparse_contents());
 
-    // Re-imported, the tar gives the same image, byte for byte: the same
-    // entries in the same order with the same metadata and data.
+    // Re-imported, the tar gives the same tree: the same listing, and the
+    // same metadata, xattrs and data as the kernel reads the original.
     let again = work.path("again.ext4");
-    work.ok(&[
-        "rootfs",
-        &format!("tar:{}", exported.display()),
-        "-o",
-        again.to_str().unwrap(),
-        "--no-agents",
-        "--quiet",
-    ]);
-    assert_fsck_clean(&again);
+    work.rootfs_from_tar(&exported, &again);
     let listing = |img: &Path| work.text(&["image", "ls", img.to_str().unwrap(), "/", "-lR"]);
     assert_eq!(listing(&again), listing(&img));
     compare_images(&img, &again);
@@ -448,19 +448,8 @@ fn export_round_trips_the_debian_image() {
         .status()
         .unwrap();
     assert!(status.success());
-    let write = |tar: &Path, img: &Path| {
-        work.ok(&[
-            "rootfs",
-            &format!("tar:{}", tar.display()),
-            "-o",
-            img.to_str().unwrap(),
-            "--no-agents",
-            "--quiet",
-        ]);
-        assert_fsck_clean(img);
-    };
     let original = work.path("debian.ext4");
-    write(&source, &original);
+    work.rootfs_from_tar(&source, &original);
     let exported = work.path("exported.tar");
     work.ok(&[
         "image",
@@ -470,7 +459,7 @@ fn export_round_trips_the_debian_image() {
         exported.to_str().unwrap(),
     ]);
     let copy = work.path("copy.ext4");
-    write(&exported, &copy);
+    work.rootfs_from_tar(&exported, &copy);
     compare_images(&original, &copy);
 
     // The store name works as well as the file, and stdout as well as a file.

@@ -143,6 +143,17 @@ fn sigint_sigterm_and_sighup_during_the_write_remove_the_output() {
     }
 }
 
+/// `banger rootfs REFERENCE -o OUTPUT --no-agents`.
+fn rootfs_args<'a>(reference: &'a str, output: &'a Path) -> [&'a str; 5] {
+    [
+        "rootfs",
+        reference,
+        "-o",
+        output.to_str().unwrap(),
+        "--no-agents",
+    ]
+}
+
 /// A registry serving a small two-layer image as `repo:v1`.
 fn registry_with_image(work: &Work, test: &str) -> Option<(TestRegistry, String)> {
     let registry = TestRegistry::start(test)?;
@@ -173,13 +184,7 @@ fn an_interrupted_download_leaves_no_temporary_blob() {
     };
     let blobs = work.path("cache/oci/blobs/sha256");
     let output = work.path("rootfs.ext4");
-    let args = [
-        "rootfs",
-        reference.as_str(),
-        "-o",
-        output.to_str().unwrap(),
-        "--no-agents",
-    ];
+    let args = rootfs_args(&reference, &output);
     let (mut child, _) = work.paused_at(&args, "downloading");
     assert!(
         names(&blobs).iter().any(|n| n.starts_with(".tmp-")),
@@ -206,13 +211,7 @@ fn after_a_sigkill_the_next_pull_sweeps_what_was_left() {
     };
     let blobs = work.path("cache/oci/blobs/sha256");
     let output = work.path("rootfs.ext4");
-    let args = [
-        "rootfs",
-        reference.as_str(),
-        "-o",
-        output.to_str().unwrap(),
-        "--no-agents",
-    ];
+    let args = rootfs_args(&reference, &output);
     let (mut child, _) = work.paused_at(&args, "downloading");
     child.kill().unwrap(); // SIGKILL: nothing can clean up
     child.wait().unwrap();
