@@ -63,6 +63,12 @@ pub const EXT4_FEATURE_INCOMPAT_EXTENTS: u32 = 0x0040;
 pub const EXT4_FEATURE_INCOMPAT_64BIT: u32 = 0x0080;
 /// Incompat feature: flexible block groups.
 pub const EXT4_FEATURE_INCOMPAT_FLEX_BG: u32 = 0x0200;
+/// `INCOMPAT_META_BG`: group descriptors spread over the disk (not written; the reader refuses it).
+pub const EXT4_FEATURE_INCOMPAT_META_BG: u32 = 0x0010;
+/// `INCOMPAT_INLINE_DATA`: small files' data inside the inode (not written; the reader refuses it).
+pub const EXT4_FEATURE_INCOMPAT_INLINE_DATA: u32 = 0x8000;
+/// `INCOMPAT_ENCRYPT`: names and data are ciphertext (not written; the reader refuses it).
+pub const EXT4_FEATURE_INCOMPAT_ENCRYPT: u32 = 0x1_0000;
 /// Ro-compat feature: superblock backups only in groups 0, 1 and powers of 3, 5, 7.
 pub const EXT4_FEATURE_RO_COMPAT_SPARSE_SUPER: u32 = 0x0001;
 /// Ro-compat feature: files over 2 GiB.
@@ -112,6 +118,8 @@ pub const EXT4_INDEX_FL: u32 = 0x0000_1000;
 pub const EXT4_HUGE_FILE_FL: u32 = 0x0004_0000;
 /// Inode flag: the inode maps its blocks with extents.
 pub const EXT4_EXTENTS_FL: u32 = 0x0008_0000;
+/// `EXT4_INLINE_DATA_FL`: the inode holds its data (never written here).
+pub const EXT4_INLINE_DATA_FL: u32 = 0x1000_0000;
 
 /// Most links an inode may have; dir_nlink directories past it store 1.
 pub const EXT4_LINK_MAX: usize = 65000;

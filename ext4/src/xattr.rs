@@ -229,7 +229,7 @@ impl Attr<'_> {
 }
 
 /// `EXT4_XATTR_LEN`: an entry with a name of `name_len` bytes, padded.
-fn entry_len(name_len: usize) -> usize {
+pub(crate) fn entry_len(name_len: usize) -> usize {
     (name_len + EXT4_XATTR_ROUND + size_of::<Ext4XattrEntry>()) & !EXT4_XATTR_ROUND
 }
 
@@ -238,26 +238,29 @@ fn value_len(len: usize) -> usize {
     (len + EXT4_XATTR_ROUND) & !EXT4_XATTR_ROUND
 }
 
+/// Names stored whole under one index, with an empty suffix.
+const WHOLE_NAMES: [(&[u8], u8); 3] = [
+    (
+        b"system.posix_acl_access",
+        EXT4_XATTR_INDEX_POSIX_ACL_ACCESS,
+    ),
+    (
+        b"system.posix_acl_default",
+        EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT,
+    ),
+    (b"system.richacl", EXT4_XATTR_INDEX_RICHACL),
+];
+/// Prefixes replaced by an index, the rest of the name stored as suffix.
+const PREFIXES: [(&[u8], u8); 4] = [
+    (b"user.", EXT4_XATTR_INDEX_USER),
+    (b"trusted.", EXT4_XATTR_INDEX_TRUSTED),
+    (b"security.", EXT4_XATTR_INDEX_SECURITY),
+    (b"system.", EXT4_XATTR_INDEX_SYSTEM),
+];
+
 /// Splits a full name into its name index and suffix.
 pub fn name_index(full: &[u8]) -> Result<(u8, &[u8]), XattrError> {
-    const EXACT: [(&[u8], u8); 3] = [
-        (
-            b"system.posix_acl_access",
-            EXT4_XATTR_INDEX_POSIX_ACL_ACCESS,
-        ),
-        (
-            b"system.posix_acl_default",
-            EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT,
-        ),
-        (b"system.richacl", EXT4_XATTR_INDEX_RICHACL),
-    ];
-    const PREFIXES: [(&[u8], u8); 4] = [
-        (b"user.", EXT4_XATTR_INDEX_USER),
-        (b"trusted.", EXT4_XATTR_INDEX_TRUSTED),
-        (b"security.", EXT4_XATTR_INDEX_SECURITY),
-        (b"system.", EXT4_XATTR_INDEX_SYSTEM),
-    ];
-    if let Some(&(_, index)) = EXACT.iter().find(|(name, _)| *name == full) {
+    if let Some(&(_, index)) = WHOLE_NAMES.iter().find(|(name, _)| *name == full) {
         return Ok((index, &[]));
     }
     let (index, suffix) = PREFIXES
@@ -271,6 +274,18 @@ pub fn name_index(full: &[u8]) -> Result<(u8, &[u8]), XattrError> {
         return Err(XattrError::NameTooLong(full.to_vec()));
     }
     Ok((index, suffix))
+}
+
+/// The full name stored as `index` and `suffix`: the inverse of
+/// [`name_index`]. `None` for an index ext4 does not define here.
+pub fn full_name(index: u8, suffix: &[u8]) -> Option<Vec<u8>> {
+    let (known, _) = WHOLE_NAMES
+        .iter()
+        .chain(&PREFIXES)
+        .find(|&&(_, i)| i == index)?;
+    let mut name = known.to_vec();
+    name.extend_from_slice(suffix);
+    Some(name)
 }
 
 fn prepare<'a>(full: &'a [u8], value: &'a [u8]) -> Result<Attr<'a>, XattrError> {

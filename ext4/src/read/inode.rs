@@ -3,7 +3,7 @@
 use super::ReadError;
 use crate::inode::decode_time;
 use crate::ondisk::Inode;
-use crate::spec::{EXT4_EXTENTS_FL, EXT4_HUGE_FILE_FL};
+use crate::spec::{EXT4_EXTENTS_FL, EXT4_HUGE_FILE_FL, EXT4_INLINE_DATA_FL};
 use crate::tree::{DeviceNumber, Timestamp};
 use zerocopy::FromBytes;
 
@@ -16,8 +16,6 @@ const S_IFBLK: u16 = 0o060_000;
 const S_IFDIR: u16 = 0o040_000;
 const S_IFCHR: u16 = 0o020_000;
 const S_IFIFO: u16 = 0o010_000;
-/// `EXT4_INLINE_DATA_FL`.
-const EXT4_INLINE_DATA_FL: u32 = 0x1000_0000;
 /// The end of the fixed 128-byte inode, where `i_extra_isize` counts from.
 const GOOD_OLD_INODE_SIZE: usize = 128;
 

@@ -23,7 +23,8 @@ pub use xattr::Xattr;
 
 use crate::ondisk::{GroupDesc, Inode, Superblock};
 use crate::spec::{
-    EXT4_FEATURE_INCOMPAT_64BIT, EXT4_ROOT_INO, EXT4_SUPER_MAGIC, SUPERBLOCK_OFFSET,
+    EXT4_FEATURE_INCOMPAT_64BIT, EXT4_FEATURE_INCOMPAT_ENCRYPT, EXT4_FEATURE_INCOMPAT_INLINE_DATA,
+    EXT4_FEATURE_INCOMPAT_META_BG, EXT4_ROOT_INO, EXT4_SUPER_MAGIC, SUPERBLOCK_OFFSET,
 };
 use std::fs::File;
 use std::io::{self, Write};
@@ -31,12 +32,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use zerocopy::FromBytes;
 
-/// `INCOMPAT_INLINE_DATA`: file data inside the inode, which this reader does not decode.
-const EXT4_FEATURE_INCOMPAT_INLINE_DATA: u32 = 0x8000;
-/// `INCOMPAT_ENCRYPT`: names and data are ciphertext.
-const EXT4_FEATURE_INCOMPAT_ENCRYPT: u32 = 0x1_0000;
-/// `INCOMPAT_META_BG`: group descriptors spread over the disk.
-const EXT4_FEATURE_INCOMPAT_META_BG: u32 = 0x0010;
 /// Incompatible features whose on-disk layout this reader does not follow.
 const UNSUPPORTED_INCOMPAT: [(u32, &str); 3] = [
     (EXT4_FEATURE_INCOMPAT_INLINE_DATA, "inline_data"),

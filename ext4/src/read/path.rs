@@ -2,14 +2,11 @@
 //! chroot at the image's root.
 
 use super::{FileKind, Image, InodeView, ReadError};
+use crate::spec::{FAST_SYMLINK_MAX, MAX_SYMLINK_LEN};
 use std::io::Write;
 
 /// Symlinks one lookup may follow (`MAXSYMLINKS`).
 const MAX_SYMLINKS: u32 = 40;
-/// Longest symlink target ext4 stores (`PATH_MAX` - 1).
-const MAX_SYMLINK_LEN: u64 = 4095;
-/// Fast symlinks keep their target in `i_block`, up to 59 bytes.
-const FAST_SYMLINK_MAX: u64 = 59;
 
 /// Where a walk stands: the directory reached and the ones above it, for `..`.
 struct Walked {
@@ -96,10 +93,10 @@ impl Image {
         if link.kind != FileKind::Symlink {
             return Err(corrupt("not a symlink"));
         }
-        if link.size == 0 || link.size > MAX_SYMLINK_LEN {
+        if link.size == 0 || link.size > MAX_SYMLINK_LEN as u64 {
             return Err(corrupt("symlink target length"));
         }
-        if link.size <= FAST_SYMLINK_MAX && !link.uses_extents() {
+        if link.size <= FAST_SYMLINK_MAX as u64 && !link.uses_extents() {
             return Ok(link.i_block[..link.size as usize].to_vec());
         }
         let mut target = Vec::with_capacity(link.size as usize);

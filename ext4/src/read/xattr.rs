@@ -3,9 +3,8 @@
 use super::{Image, InodeView, ReadError};
 use crate::acl::ext4_acl_to_vfs;
 use crate::xattr::{
-    Ext4XattrEntry, Ext4XattrHeader, EXT4_XATTR_INDEX_POSIX_ACL_ACCESS,
-    EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT, EXT4_XATTR_INDEX_RICHACL, EXT4_XATTR_INDEX_SECURITY,
-    EXT4_XATTR_INDEX_SYSTEM, EXT4_XATTR_INDEX_TRUSTED, EXT4_XATTR_INDEX_USER, EXT4_XATTR_MAGIC,
+    entry_len, full_name, Ext4XattrEntry, Ext4XattrHeader, EXT4_XATTR_INDEX_POSIX_ACL_ACCESS,
+    EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT, EXT4_XATTR_MAGIC,
 };
 use zerocopy::FromBytes;
 
@@ -68,33 +67,14 @@ fn parse_entries(entries: &[u8], values: &[u8], out: &mut Vec<Xattr>) -> Result<
             .checked_add(len)
             .and_then(|end| values.get(start..end))
             .ok_or("xattr value outside its block")?;
-        let (prefix, value) = match entry.e_name_index {
-            EXT4_XATTR_INDEX_POSIX_ACL_ACCESS | EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT => (
-                prefix(entry.e_name_index),
-                ext4_acl_to_vfs(value).map_err(|_| "malformed POSIX ACL")?,
-            ),
-            index => (prefix(index), value.to_vec()),
+        let value = match entry.e_name_index {
+            EXT4_XATTR_INDEX_POSIX_ACL_ACCESS | EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT => {
+                ext4_acl_to_vfs(value).map_err(|_| "malformed POSIX ACL")?
+            }
+            _ => value.to_vec(),
         };
-        let prefix = prefix.ok_or("unknown xattr name index")?;
-        let mut name = prefix.to_vec();
-        name.extend_from_slice(suffix);
+        let name = full_name(entry.e_name_index, suffix).ok_or("unknown xattr name index")?;
         out.push(Xattr { name, value });
-        // Entries are padded to 4 bytes (EXT4_XATTR_LEN).
-        offset += (size_of::<Ext4XattrEntry>() + name_len + 3) & !3;
+        offset += entry_len(name_len);
     }
-}
-
-/// The name prefix of each index (`ext4_xattr_handler_map`); ACL and
-/// richacl indexes name one attribute whole.
-fn prefix(index: u8) -> Option<&'static [u8]> {
-    Some(match index {
-        EXT4_XATTR_INDEX_USER => b"user.",
-        EXT4_XATTR_INDEX_POSIX_ACL_ACCESS => b"system.posix_acl_access",
-        EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT => b"system.posix_acl_default",
-        EXT4_XATTR_INDEX_TRUSTED => b"trusted.",
-        EXT4_XATTR_INDEX_SECURITY => b"security.",
-        EXT4_XATTR_INDEX_SYSTEM => b"system.",
-        EXT4_XATTR_INDEX_RICHACL => b"system.richacl",
-        _ => return None,
-    })
 }
