@@ -233,7 +233,13 @@ impl ImageBuilder {
         self.data.flush(&self.image)?;
 
         let hash = HashParams::from_seed_bytes(self.options.hash_seed, HashVersion::HalfMd4, false);
-        let plans = plan_inodes(tree, &inodes, &contents, &hash, fs_seed)?;
+        let encoder = DirEncoder {
+            tree,
+            inodes: &inodes,
+            hash,
+            fs_seed,
+        };
+        let plans = plan_inodes(&encoder, &contents)?;
         let pending: u64 =
             plans.iter().map(|p| p.metadata_blocks).sum::<u64>() + plans.xattr_blocks.len() as u64;
         let demand = Demand {
@@ -258,12 +264,6 @@ impl ImageBuilder {
         let journal = self.write_journal(&geometry, fs_seed, &mut used)?;
 
         let xattr_block_nrs = self.write_xattr_blocks(&plans.xattr_blocks, fs_seed, &mut used)?;
-        let encoder = DirEncoder {
-            tree,
-            inodes: &inodes,
-            hash,
-            fs_seed,
-        };
         let mut tables = InodeTables::new(&geometry, &layout);
         tables.put(&self.image, EXT4_JOURNAL_INO, &journal)?;
         for plan in plans.iter() {
@@ -786,13 +786,13 @@ static EMPTY_PLACED: PlacedData = PlacedData {
     extents: Vec::new(),
 };
 
-/// Where a reachable file's data is: in the tree if it was stored while
-/// the tree was built, else where `finish` streamed it.
 /// Where files whose tree content is a source were placed by
 /// [`ImageBuilder::finish`]; a map, not a vector per node, since most
 /// files arrive already placed.
 type SourcePlacements = HashMap<NodeId, PlacedData>;
 
+/// Where a reachable file's data is: in the tree if it was stored while
+/// the tree was built, else where `finish` streamed it.
 fn placed_of<'a>(tree: &'a Tree, contents: &'a SourcePlacements, node: NodeId) -> &'a PlacedData {
     match &tree.node(node).kind {
         NodeKind::File(FileContent::Placed(placed)) => placed,
@@ -1048,8 +1048,8 @@ impl DirEncoder<'_> {
     fn encode(&self, node: Option<NodeId>, ino: u32) -> Result<dir::DirBlocks, BuildError> {
         let tree = self.tree;
         let ino_of = |id: NodeId| self.inodes.ino_of(id).unwrap_or(EXT4_ROOT_INO);
-        let (mut entries, parent, path): (Vec<DirEntry>, u32, String) = match node {
-            None => (Vec::new(), EXT4_ROOT_INO, "/lost+found".into()),
+        let (mut entries, parent): (Vec<DirEntry>, u32) = match node {
+            None => (Vec::new(), EXT4_ROOT_INO),
             Some(id) => {
                 let entries = tree
                     .dir(id)
@@ -1064,7 +1064,7 @@ impl DirEncoder<'_> {
                     })
                     .unwrap_or_default();
                 let parent = ino_of(tree.parent(id).unwrap_or(Tree::ROOT));
-                (entries, parent, String::new())
+                (entries, parent)
             }
         };
         if node == Some(Tree::ROOT) && self.inodes.tree_lost_found.is_none() {
@@ -1087,10 +1087,7 @@ impl DirEncoder<'_> {
             hash: self.hash,
         };
         dir::build_directory(&entries, &ctx, min_blocks).map_err(|source| BuildError::Directory {
-            path: match node {
-                Some(id) if path.is_empty() => path_of(tree, id),
-                _ => path,
-            },
+            path: node.map_or_else(|| "/lost+found".into(), |id| path_of(tree, id)),
             source,
         })
     }
@@ -1098,13 +1095,8 @@ impl DirEncoder<'_> {
 
 /// Measures every inode: link counts, directory blocks, xattr placement,
 /// extent tree sizes.
-fn plan_inodes(
-    tree: &Tree,
-    inodes: &InodeMap,
-    contents: &SourcePlacements,
-    hash: &HashParams,
-    fs_seed: u32,
-) -> Result<Plans, BuildError> {
+fn plan_inodes(encoder: &DirEncoder, contents: &SourcePlacements) -> Result<Plans, BuildError> {
+    let (tree, inodes) = (encoder.tree, encoder.inodes);
     // Link counts: names for non-directories, 2 + subdirectories for directories.
     // u32: a tree has fewer than 2^32 nodes, so no count can overflow it.
     let mut links = vec![0u32; tree.node_count()];
@@ -1129,12 +1121,6 @@ fn plan_inodes(
     let mut plans = Vec::with_capacity(inodes.order.len() + 1);
     let ino_of = |id: NodeId| inodes.ino_of(id).unwrap_or(EXT4_ROOT_INO);
 
-    let encoder = DirEncoder {
-        tree,
-        inodes,
-        hash: *hash,
-        fs_seed,
-    };
     if inodes.tree_lost_found.is_none() {
         let blocks = encoder.encode(None, EXT4_FIRST_INO)?;
         plans.push(InodePlan {
