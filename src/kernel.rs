@@ -20,7 +20,8 @@
 //! `initrd` and `modules.tar.gz`. See docs/kernel-artifacts.md.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::catalog::KernelCatalog;
@@ -191,18 +192,31 @@ fn check_regular_file(path: &Path, flag: &'static str) -> Result<(), StoreError>
 
 /// Offset of the x86 boot protocol's "HdrS" magic in a bzImage
 /// (Documentation/arch/x86/boot.rst).
-const BZIMAGE_MAGIC_AT: usize = 0x202;
+const BZIMAGE_MAGIC_AT: u64 = 0x202;
+
+/// Reads `buf.len()` bytes at `offset`; `false` when the file ends first.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+    match file.read_exact_at(buf, offset) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `file` starts with `magic` at `offset`.
+fn has_magic(file: &File, offset: u64, magic: &[u8; 4]) -> io::Result<bool> {
+    let mut found = [0u8; 4];
+    Ok(read_at_most(file, &mut found, offset)? && &found == magic)
+}
 
 /// Checks that `path` is a kernel a VM can boot: a regular file holding an
 /// x86 bzImage (boot protocol magic "HdrS" at 0x202) or an ELF vmlinux.
 fn check_kernel_file(path: &Path) -> Result<(), StoreError> {
     check_regular_file(path, "--kernel")?;
-    let mut head = Vec::with_capacity(BZIMAGE_MAGIC_AT + 4);
-    File::open(path)
-        .and_then(|f| f.take((BZIMAGE_MAGIC_AT + 4) as u64).read_to_end(&mut head))
-        .map_err(io_err(format!("reading {}", path.display())))?;
-    let bzimage = head.get(BZIMAGE_MAGIC_AT..) == Some(b"HdrS".as_slice());
-    let elf = head.starts_with(b"\x7fELF");
+    let reading = || io_err(format!("reading {}", path.display()));
+    let file = File::open(path).map_err(reading())?;
+    let bzimage = has_magic(&file, BZIMAGE_MAGIC_AT, b"HdrS").map_err(reading())?;
+    let elf = has_magic(&file, 0, b"\x7fELF").map_err(reading())?;
     if bzimage || elf {
         Ok(())
     } else {
@@ -258,24 +272,17 @@ const BZIMAGE_KERNEL_VERSION_OFFSET: u64 = 0x20E;
 /// version string, e.g. `6.1.0-57-cloud-amd64`. `None` when the file is not
 /// a bzImage or declares none.
 pub fn bzimage_release(path: &Path) -> io::Result<Option<String>> {
-    use std::os::unix::fs::FileExt;
     let file = File::open(path)?;
-    let mut magic = [0u8; 4];
     let mut pointer = [0u8; 2];
     let mut text = [0u8; 128];
-    let read = |buf: &mut [u8], offset| match file.read_exact_at(buf, offset) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    };
-    if !read(&mut magic, BZIMAGE_MAGIC_AT as u64)? || &magic != b"HdrS" {
+    if !has_magic(&file, BZIMAGE_MAGIC_AT, b"HdrS")? {
         return Ok(None);
     }
-    if !read(&mut pointer, BZIMAGE_KERNEL_VERSION_OFFSET)? {
+    if !read_at_most(&file, &mut pointer, BZIMAGE_KERNEL_VERSION_OFFSET)? {
         return Ok(None);
     }
     let pointer = u16::from_le_bytes(pointer);
-    if pointer == 0 || !read(&mut text, u64::from(pointer) + 0x200)? {
+    if pointer == 0 || !read_at_most(&file, &mut text, u64::from(pointer) + 0x200)? {
         return Ok(None);
     }
     let release = text
