@@ -311,18 +311,30 @@ impl TarWriter<'_> {
     /// Writes the pax header (when needed) and the ustar header of `entry`;
     /// its data follows, then [`Self::pad`].
     fn write_entry(&mut self, entry: &EntryHeader) -> io::Result<()> {
-        let mut pax = entry.pax.clone();
-        if entry.path.len() > 100 {
-            pax.push((b"path".to_vec(), entry.path.clone()));
-        }
-        if entry.link_target.len() > 100 {
-            pax.push((b"linkpath".to_vec(), entry.link_target.clone()));
-        }
-        if entry.size > MAX_OCTAL_12 {
-            pax.push((b"size".to_vec(), entry.size.to_string().into_bytes()));
-        }
-        if !pax.is_empty() {
-            let records: Vec<u8> = pax.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        let size = entry.size.to_string();
+        // Fields the ustar header cannot hold go into pax records too.
+        let overflow: [(&[u8], &[u8], bool); 3] = [
+            (b"path", &entry.path, entry.path.len() > 100),
+            (
+                b"linkpath",
+                &entry.link_target,
+                entry.link_target.len() > 100,
+            ),
+            (b"size", size.as_bytes(), entry.size > MAX_OCTAL_12),
+        ];
+        let records: Vec<u8> = entry
+            .pax
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+            .chain(
+                overflow
+                    .iter()
+                    .filter(|(_, _, needed)| *needed)
+                    .map(|&(key, value, _)| (key, value)),
+            )
+            .flat_map(|(key, value)| pax_record(key, value))
+            .collect();
+        if !records.is_empty() {
             let header = ustar_header(
                 b"./PaxHeaders/entry",
                 tar::EntryType::XHeader,

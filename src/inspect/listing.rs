@@ -36,9 +36,17 @@ pub fn list(
     options: ListOptions,
     out: &mut dyn Write,
 ) -> Result<(), ListError> {
-    let target = image.lookup(path, true)?;
+    // lstat first; only a symlink needs a second lookup, to see where it leads.
+    let entry = image.lookup(path, false)?;
+    let followed;
+    let target = match entry.kind {
+        FileKind::Symlink => {
+            followed = image.lookup(path, true)?;
+            &followed
+        }
+        _ => &entry,
+    };
     if target.kind != FileKind::Directory {
-        let entry = image.lookup(path, false)?;
         let name = if options.recursive {
             path
         } else {
@@ -50,7 +58,7 @@ pub fn list(
     }
     let prefix = path.strip_suffix(b"/").unwrap_or(path).to_vec();
     let mut visited = HashSet::new();
-    list_dir(image, &target, &prefix, options, &mut visited, out)
+    list_dir(image, target, &prefix, options, &mut visited, out)
 }
 
 fn list_dir(

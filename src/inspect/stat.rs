@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use banger_ext4::read::{Image, InodeView, Xattr};
 
 use super::caps::describe_capability;
-use super::format::{kind_name, mode_string, precise_time, size_column, value_text};
+use super::format::{kind_name, mode_string, precise_time, value_text};
 
 /// `stat`-like text for `inode`, reached as `path`: type, inode, links,
 /// mode, owner, size, the four times, then each xattr with POSIX ACLs as
@@ -33,8 +33,8 @@ pub fn describe(
         inode.uid,
         inode.gid
     );
-    if inode.device.is_some() {
-        let _ = writeln!(out, "Device: {}", size_column(inode).replace(", ", ":"));
+    if let Some(dev) = inode.device {
+        let _ = writeln!(out, "Device: {}:{}", dev.major, dev.minor);
     } else {
         let _ = writeln!(out, "  Size: {}  Blocks: {}", inode.size, inode.sectors);
     }
