@@ -3,13 +3,12 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use banger::inspect::format::{iec, rfc3339};
 use banger::source::{default_cache_dir, ImageSource};
 use banger::store::pull::{pull_image, PullRequest};
 use banger::store::{default_state_dir, Kind, Store};
 
 use super::inspect;
-use super::records::{image_json, image_text};
+use super::records::{image_json, image_table, image_text};
 use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, LimitArgs, RegistryArgs};
 
 const PULL_EXAMPLES: &str = "\
@@ -134,23 +133,10 @@ pub async fn run(command: ImageCommand) -> anyhow::Result<()> {
             if json {
                 let list: Vec<_> = images.iter().map(|r| image_json(&store, r)).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if images.is_empty() {
-                eprintln!("no images; pull one with `banger image pull debian-bookworm`");
+            } else if let Some(table) = image_table(&images) {
+                print!("{table}");
             } else {
-                println!(
-                    "{:<24} {:<10} {:<16} {:<25} SOURCE",
-                    "NAME", "SIZE", "KERNEL", "PULLED"
-                );
-                for r in &images {
-                    println!(
-                        "{:<24} {:<10} {:<16} {:<25} {}",
-                        r.name,
-                        iec(r.size),
-                        r.kernel.as_deref().unwrap_or("none"),
-                        rfc3339(r.created),
-                        r.source
-                    );
-                }
+                eprintln!("no images; pull one with `banger image pull debian-bookworm`");
             }
             Ok(())
         }

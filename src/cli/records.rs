@@ -20,12 +20,18 @@ fn existing(dir: &Path, name: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// The release of the kernel installed in `dir` (an image's or a
+/// kernel's), from its bzImage's setup header; `None` when unreadable.
+fn installed_release(dir: &Path) -> Option<String> {
+    bzimage_release(&dir.join(VMLINUX_FILE)).ok().flatten()
+}
+
 /// The kernel release of an image: the modules banger wrote say it, else
 /// the bzImage installed beside the rootfs does.
 fn kernel_release(dir: &Path, guest: Option<&GuestRecord>) -> Option<String> {
     guest
         .and_then(|g| g.kernel_release.clone())
-        .or_else(|| bzimage_release(&dir.join(VMLINUX_FILE)).ok().flatten())
+        .or_else(|| installed_release(dir))
 }
 
 /// An image record as JSON. Stable: fields are only ever added.
@@ -172,6 +178,29 @@ fn write_guest(line: &mut impl FnMut(&str, &str), guest: Option<&GuestRecord>) {
     line("modules", &modules);
 }
 
+/// `image list`'s table, or `None` when there are no images.
+pub fn image_table(images: &[ImageRecord]) -> Option<String> {
+    if images.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "{:<24} {:<10} {:<16} {:<25} SOURCE\n",
+        "NAME", "SIZE", "KERNEL", "PULLED"
+    );
+    for r in images {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {:<16} {:<25} {}",
+            r.name,
+            iec(r.size),
+            r.kernel.as_deref().unwrap_or("none"),
+            rfc3339(r.created),
+            r.source
+        );
+    }
+    Some(out)
+}
+
 /// A kernel record as JSON. Stable: fields are only ever added.
 pub fn kernel_json(store: &Store, k: &KernelRecord) -> Value {
     let dir = store.layout().entry_dir(Kind::Kernel, &k.name);
@@ -179,7 +208,7 @@ pub fn kernel_json(store: &Store, k: &KernelRecord) -> Value {
         "name": k.name,
         "source": k.source,
         "manifest_digest": k.manifest_digest,
-        "release": bzimage_release(&dir.join(VMLINUX_FILE)).ok().flatten(),
+        "release": installed_release(&dir),
         "initrd": k.initrd,
         "modules": k.modules,
         "created": k.created,
@@ -199,7 +228,7 @@ pub fn kernel_table(store: &Store, kernels: &[KernelRecord]) -> Option<String> {
     );
     for k in kernels {
         let dir = store.layout().entry_dir(Kind::Kernel, &k.name);
-        let release = bzimage_release(&dir.join(VMLINUX_FILE)).ok().flatten();
+        let release = installed_release(&dir);
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         let _ = writeln!(
             out,
