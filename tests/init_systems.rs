@@ -883,6 +883,7 @@ fn busybox_agent_wrapper_sleeps_after_exit_69_and_passes_other_exits_on() {
         let mut child = Command::new(&program)
             .args(args)
             .arg(&wrapper)
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .spawn()

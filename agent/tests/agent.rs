@@ -12,7 +12,11 @@ use banger_vsock_agent::health::Probe;
 use banger_vsock_agent::server::{serve, serve_with, PowerOff};
 
 fn ask(socket: &Path, request: &[u8]) -> serde_json::Value {
-    let mut stream = UnixStream::connect(socket).unwrap();
+    ask_on(UnixStream::connect(socket).unwrap(), request)
+}
+
+/// Sends `request` on `stream` and parses the one-line answer.
+fn ask_on(mut stream: UnixStream, request: &[u8]) -> serde_json::Value {
     stream.write_all(request).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
@@ -114,23 +118,54 @@ fn poweroff_is_answered_first_then_the_action_runs_once() {
     assert!(receiver.recv_timeout(Duration::from_millis(200)).is_err());
 }
 
+/// The agent binary under test, killed when the test ends, passed or not:
+/// a process left behind would hold the test runner's output open.
+struct AgentProcess(std::process::Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Connects once the agent listens: the socket file appears at `bind`,
+/// a moment before `listen`, when a connection is still refused.
+fn connect_when_listening(socket: &Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return stream,
+            Err(e) if Instant::now() < deadline => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ),
+                    "connect: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the agent never listened on {}: {e}", socket.display()),
+        }
+    }
+}
+
 #[test]
 fn the_binary_serves_real_proc_facts_on_a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("agent.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_banger-vsock-agent"))
-        .arg("--unix")
-        .arg(&socket)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let health = ask(&socket, b"health\n");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let _agent = AgentProcess(
+        Command::new(env!("CARGO_BIN_EXE_banger-vsock-agent"))
+            .arg("--unix")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let health = ask_on(connect_when_listening(&socket), b"health\n");
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(health["hostname"], hostname.trim());
     assert!(health["uptime"].as_f64().unwrap() > 0.0);
