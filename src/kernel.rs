@@ -34,8 +34,6 @@ use crate::store::{io_err, now, test_pause, KernelRecord, Kind, Store, StoreErro
 pub const KERNEL_ARTIFACT_TYPE: &str = "application/vnd.banger.kernel.v1";
 /// Media type of a kernel artifact's config.
 pub const KERNEL_CONFIG: &str = "application/vnd.banger.kernel.config.v1+json";
-/// The OCI empty config, also accepted.
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// Media type of the kernel image layer.
 pub const VMLINUX: &str = "application/vnd.banger.kernel.vmlinux";
 /// Media type of the initramfs layer.

@@ -136,11 +136,6 @@ impl<'s, S: ContentStore> Flattener<'s, S> {
         &self.tree
     }
 
-    /// The tree built so far, for edits between layers.
-    pub fn tree_mut(&mut self) -> &mut Tree {
-        &mut self.tree
-    }
-
     /// The finished tree.
     pub fn finish(self) -> Tree {
         self.tree

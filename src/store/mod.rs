@@ -271,11 +271,6 @@ impl Store {
         &self.layout
     }
 
-    /// Whether this handle holds the lock.
-    pub fn is_locked(&self) -> bool {
-        self.lock.is_some()
-    }
-
     /// Every image whose directory exists.
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         let all = self.db.images()?;
