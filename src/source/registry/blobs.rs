@@ -1,0 +1,163 @@
+//! Blobs (configs and layers): downloaded into the blob cache, concurrently,
+//! once per blob across threads and processes, verified before they are kept.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::session::RegistryClient;
+use super::speed::SpeedGuard;
+use crate::cache::{BlobCache, InsertError};
+use crate::reference::Digest;
+use crate::source::manifest::Descriptor;
+use crate::source::{ProgressEvent, ResolveOptions, SourceError};
+
+/// A download broken off mid-body restarts from scratch this many times.
+const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
+
+/// Downloads every layer, `max_concurrent_downloads` at a time, in manifest order.
+pub(super) async fn download_layers(
+    client: &Arc<RegistryClient>,
+    cache: &BlobCache,
+    layers: &[Descriptor],
+    opts: &ResolveOptions,
+    what: &str,
+) -> Result<Vec<PathBuf>, SourceError> {
+    let permits = Arc::new(Semaphore::new(opts.max_concurrent_downloads.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, desc) in layers.iter().enumerate() {
+        let (client, cache, desc, opts, permits) = (
+            client.clone(),
+            cache.clone(),
+            desc.clone(),
+            opts.clone(),
+            permits.clone(),
+        );
+        let label = format!("{what}: layer {index} ({})", desc.digest);
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            ensure_blob(&client, &cache, &desc, &opts, &label)
+                .await
+                .map(|path| (index, path))
+        });
+    }
+    let mut paths = vec![PathBuf::new(); layers.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined
+            .map_err(|e| SourceError::io("downloading layers")(std::io::Error::other(e)))
+            .and_then(|result| result);
+        match outcome {
+            Ok((index, path)) => paths[index] = path,
+            Err(e) => {
+                // Wait for the other downloads to stop, so their temp files are gone
+                // before the caller sees the error.
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                // A commit already handed to a blocking thread outlives its aborted task.
+                let _settled = client.commits.write().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// A cache refusal as a source error: I/O stays I/O, anything else means the
+/// bytes were not what the registry promised.
+pub(super) fn insert_error(error: InsertError, what: &str) -> SourceError {
+    match error {
+        InsertError::Io { context, source } => SourceError::Io { context, source },
+        other => SourceError::Corrupt {
+            what: what.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Makes the blob of `desc` present in the cache and returns its path. Cached blobs
+/// are used without asking the registry; otherwise the per-blob lock makes sure only
+/// one puller (thread or process) downloads it.
+pub(super) async fn ensure_blob(
+    client: &RegistryClient,
+    cache: &BlobCache,
+    desc: &Descriptor,
+    opts: &ResolveOptions,
+    what: &str,
+) -> Result<PathBuf, SourceError> {
+    let digest = desc.digest(what)?;
+    let cached = |cache: &BlobCache| {
+        cache.get(&digest, Some(desc.size)).inspect(|_| {
+            opts.report(ProgressEvent::Cached {
+                digest: digest.clone(),
+                size: desc.size,
+            })
+        })
+    };
+    if let Some(path) = cached(cache) {
+        return Ok(path);
+    }
+    let _lock = {
+        let (cache, key) = (cache.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || cache.lock(&key))
+            .await
+            .map_err(|e| SourceError::io("locking the cache")(std::io::Error::other(e)))?
+            .map_err(SourceError::io(format!("locking {digest} in the cache")))?
+    };
+    if let Some(path) = cached(cache) {
+        return Ok(path);
+    }
+    let url = format!("{}/blobs/{digest}", client.base);
+    let mut attempt = 1;
+    loop {
+        match download(client, cache, &digest, desc.size, &url, what).await {
+            Err(SourceError::Http { source, .. })
+                if attempt < MAX_DOWNLOAD_ATTEMPTS && !source.is_status() =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(path) => {
+                opts.report(ProgressEvent::Downloaded {
+                    digest: digest.clone(),
+                    size: desc.size,
+                });
+                return Ok(path);
+            }
+        }
+    }
+}
+
+/// One download attempt into a temp file; only a verified blob is renamed into place.
+async fn download(
+    client: &RegistryClient,
+    cache: &BlobCache,
+    digest: &Digest,
+    size: u64,
+    url: &str,
+    what: &str,
+) -> Result<PathBuf, SourceError> {
+    let mut response = client.get(url, None).await?;
+    let mut writer = cache
+        .writer(digest, size)
+        .map_err(|e| insert_error(e, what))?;
+    let mut first_chunk = true;
+    SpeedGuard::new(client.speed)
+        .each_chunk(&mut response, url, |chunk| {
+            // Small buffered writes to the page cache: cheap enough to do in place.
+            writer.write(chunk).map_err(|e| insert_error(e, what))?;
+            if std::mem::take(&mut first_chunk) {
+                crate::store::test_pause("downloading");
+            }
+            Ok(())
+        })
+        .await?;
+    let in_flight = client.commits.clone().read_owned().await;
+    tokio::task::spawn_blocking(move || {
+        let _in_flight = in_flight;
+        writer.commit()
+    })
+    .await
+    .map_err(|e| SourceError::io("storing a blob")(std::io::Error::other(e)))?
+    .map_err(|e| insert_error(e, what))
+}
