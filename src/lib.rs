@@ -11,7 +11,6 @@ pub mod guest;
 pub mod initsys;
 pub mod inject;
 pub mod inspect;
-pub mod kernel;
 pub mod layer;
 pub mod modules;
 pub mod names;

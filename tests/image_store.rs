@@ -198,12 +198,15 @@ fn push_kernel(registry: &TestRegistry, repo: &str, tag: &str) -> Vec<u8> {
     registry.push_artifact(
         repo,
         tag,
-        banger::kernel::KERNEL_ARTIFACT_TYPE,
-        (br#"{"release":"6.1.0"}"#, banger::kernel::KERNEL_CONFIG),
+        banger::store::kernel::KERNEL_ARTIFACT_TYPE,
+        (
+            br#"{"release":"6.1.0"}"#,
+            banger::store::kernel::KERNEL_CONFIG,
+        ),
         &[
-            (VMLINUX, banger::kernel::VMLINUX),
-            (INITRD, banger::kernel::INITRD),
-            (&modules, banger::kernel::MODULES),
+            (VMLINUX, banger::store::kernel::VMLINUX),
+            (INITRD, banger::store::kernel::INITRD),
+            (&modules, banger::store::kernel::MODULES),
         ],
     );
     modules

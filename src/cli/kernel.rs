@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::records::{kernel_json, kernel_table};
 use clap::Subcommand;
 
-use banger::kernel::import_kernel;
+use banger::store::kernel::import_kernel;
 use banger::store::{default_state_dir, Kind, Store};
 
 /// `banger kernel` subcommands.

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use banger::guest::GuestRecord;
 use banger::inspect::format::{iec, rfc3339, rfc3339_utc};
-use banger::kernel::{bzimage_release, INITRD_FILE, MODULES_FILE, VMLINUX_FILE};
 use banger::source::RuntimeConfig;
+use banger::store::kernel::{bzimage_release, INITRD_FILE, MODULES_FILE, VMLINUX_FILE};
 use banger::store::pull::ROOTFS_FILE;
 use banger::store::{ImageRecord, KernelRecord, Kind, Store};
 

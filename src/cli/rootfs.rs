@@ -124,6 +124,6 @@ fn kernel_modules(name: &str) -> anyhow::Result<ModuleSource> {
     }
     let dir = store.layout().entry_dir(Kind::Kernel, name);
     Ok(ModuleSource::Tarball(
-        dir.join(banger::kernel::MODULES_FILE),
+        dir.join(banger::store::kernel::MODULES_FILE),
     ))
 }

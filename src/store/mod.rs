@@ -44,6 +44,7 @@
 //! they read rows whose directories exist.
 
 pub mod db;
+pub mod kernel;
 pub mod layout;
 pub mod pull;
 pub mod reconcile;

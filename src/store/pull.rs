@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::kernel;
 use crate::cache::BlobCache;
 use crate::catalog::Catalog;
 use crate::flatten::Limits;
 use crate::guest::modules::{ModuleSet, ModuleSource, ModulesPlan};
-use crate::kernel;
 use crate::names::{derive_name, derive_name_from_path, validate_name};
 use crate::platform::Platform;
 use crate::reference::Digest;

@@ -24,11 +24,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::{io_err, now, test_pause, KernelRecord, Kind, Store, StoreError};
 use crate::catalog::KernelCatalog;
 use crate::reference::Reference;
 use crate::source::registry::{fetch_artifact, FetchedArtifact};
 use crate::source::ResolveOptions;
-use crate::store::{io_err, now, test_pause, KernelRecord, Kind, Store, StoreError};
 
 /// `artifactType` of a kernel artifact.
 pub const KERNEL_ARTIFACT_TYPE: &str = "application/vnd.banger.kernel.v1";
