@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
 use crate::ext4::tree::{Metadata, Timestamp};
-use crate::flatten::{FlattenError, Flattener, Limits, TarError};
+use crate::flatten::{FlattenError, FlattenErrorKind, Flattener, Limits, TarError};
 use crate::guest::modules::ModulesPlan;
 use crate::guest::{prepare_guest, GuestError, GuestOptions, GuestReport, InitChoice};
 use crate::layer::verify_diff_id;
@@ -243,8 +243,8 @@ fn flatten_label(layer: &crate::source::LayerRef) -> String {
 /// names the layer) instead of a tar error at that entry.
 fn stream_or_flatten_error(error: FlattenError) -> RootfsError {
     match error {
-        FlattenError::Tar {
-            source: TarError::Io(io),
+        FlattenError {
+            kind: FlattenErrorKind::Tar(TarError::Io(io)),
             ..
         } if crate::layer::is_stream_error(&io) => RootfsError::Layer(io),
         other => RootfsError::Flatten(other),

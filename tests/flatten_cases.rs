@@ -12,7 +12,8 @@ use banger::ext4::tree::{
     PlacedData, Timestamp, Tree,
 };
 use banger::flatten::{
-    flatten_layers, EntryError, FlattenError, Flattener, LimitError, Limits, TarError,
+    flatten_layers, EntryError, FlattenError, FlattenErrorKind, Flattener, LimitError, Limits,
+    TarError,
 };
 
 // ---------------------------------------------------------------- tar writer
@@ -188,6 +189,30 @@ fn err(layers: &[Vec<u8>]) -> FlattenError {
         Ok(_) => panic!("flatten succeeded but should have failed"),
         Err(e) => e,
     }
+}
+
+/// The error and every cause, as the CLI prints them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// Asserts that a [`FlattenError`]'s kind matches a pattern; the failure
+/// message is the optional context, then the whole error chain.
+macro_rules! assert_kind {
+    ($e:expr, $kind:pat) => {{
+        let e: &FlattenError = &$e;
+        assert!(matches!(&e.kind, $kind), "{}", chain(e));
+    }};
+    ($e:expr, $kind:pat, $context:expr) => {{
+        let e: &FlattenError = &$e;
+        assert!(matches!(&e.kind, $kind), "{}: {}", $context, chain(e));
+    }};
 }
 
 fn id(tree: &Tree, path: &str) -> NodeId {
@@ -395,20 +420,15 @@ fn case_06_hard_link_targets_resolve_inside_tree_and_missing_is_an_error() {
     assert_eq!(id(&tree, "h3"), id(&tree, "etc/passwd"));
     assert_eq!(id(&tree, "d/h2"), id(&tree, "x"));
     let e = err(&[l1, Tar::new().link("h", "/etc/nope").build()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Entry {
-                source: EntryError::HardLinkTargetMissing { .. },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Entry(EntryError::HardLinkTargetMissing { .. })
     );
-    assert_eq!((e.layer(), e.entry()), ("layer1", "h"));
+    assert_eq!((e.layer.as_str(), e.entry.as_str()), ("layer1", "h"));
     assert!(
-        e.to_string().contains("layer1") && e.to_string().contains("/etc/nope"),
-        "{e}"
+        chain(&e).contains("layer1") && chain(&e).contains("/etc/nope"),
+        "{}",
+        chain(&e)
     );
 }
 
@@ -438,32 +458,21 @@ fn case_08_hard_link_to_symlink_links_the_symlink_itself() {
 #[test]
 fn case_09_hard_link_to_a_later_entry_is_an_error() {
     let e = err(&[Tar::new().link("h", "f").file("f", b"later").build()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Entry {
-                source: EntryError::HardLinkTargetMissing { .. },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Entry(EntryError::HardLinkTargetMissing { .. })
     );
-    assert_eq!(e.entry(), "h");
+    assert_eq!(e.entry.as_str(), "h");
 }
 
 #[test]
 fn case_10_hard_link_to_a_directory_is_an_error() {
     for target in ["d", "/", "."] {
         let e = err(&[Tar::new().dir("d").link("h", target).build()]);
-        assert!(
-            matches!(
-                &e,
-                FlattenError::Entry {
-                    source: EntryError::HardLinkToDirectory { .. },
-                    ..
-                }
-            ),
-            "{target}: {e}"
+        assert_kind!(
+            e,
+            FlattenErrorKind::Entry(EntryError::HardLinkToDirectory { .. }),
+            target
         );
     }
 }
@@ -528,17 +537,12 @@ fn case_14_hard_link_chains_and_links_across_layers() {
 fn case_15_invalid_whiteouts_are_errors() {
     for name in [".wh.", ".wh..", ".wh...", "d/.wh...", "d/.wh."] {
         let e = err(&[Tar::new().dir("d").file(name, b"").build()]);
-        assert!(
-            matches!(
-                &e,
-                FlattenError::Entry {
-                    source: EntryError::InvalidWhiteout,
-                    ..
-                }
-            ),
-            "{name}: {e}"
+        assert_kind!(
+            e,
+            FlattenErrorKind::Entry(EntryError::InvalidWhiteout),
+            name
         );
-        assert_eq!(e.entry(), name);
+        assert_eq!(e.entry.as_str(), name);
     }
 }
 
@@ -758,16 +762,7 @@ fn case_27_special_mode_bits_and_large_ids_survive() {
         .pax(&[("uid", b"4294967296")])
         .file("f", b"")
         .build()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::OutOfRange { .. },
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_kind!(e, FlattenErrorKind::Tar(TarError::OutOfRange { .. }));
 }
 
 #[test]
@@ -817,17 +812,11 @@ fn case_28_xattrs_survive_with_documented_policy_and_a_size_limit() {
         .pax(&[("SCHILY.xattr.user.big", &huge)])
         .file("big", b"")
         .build()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Limit {
-                source: LimitError::XattrsTooLarge { .. },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Limit(LimitError::XattrsTooLarge { .. })
     );
-    assert_eq!(e.entry(), "big");
+    assert_eq!(e.entry.as_str(), "big");
 }
 
 #[test]
@@ -870,15 +859,9 @@ fn case_29_long_names_and_non_utf8_names_are_kept_exact() {
         .pax(&[("path", too_long.as_bytes())])
         .file("x", b"")
         .build()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Entry {
-                source: EntryError::NameTooLong { len: 256 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Entry(EntryError::NameTooLong { len: 256 })
     );
 }
 
@@ -990,15 +973,9 @@ fn case_31_files_over_8_gib_and_contradicting_pax_sizes() {
         .pax(&[("size", b"3")])
         .file("f", b"12345")
         .build()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::SizeMismatch { pax: 3, header: 5 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Tar(TarError::SizeMismatch { pax: 3, header: 5 })
     );
 }
 
@@ -1102,16 +1079,7 @@ fn case_32_gnu_old_sparse_and_pax_sparse_files_keep_their_holes() {
     bad.pax(&[("GNU.sparse.size", b"100"), ("GNU.sparse.map", b"0,10")])
         .file("f", b"12345");
     let e = flatten_sparse(&bad.build()).unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::InvalidSparse(_),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_kind!(e, FlattenErrorKind::Tar(TarError::InvalidSparse(_)));
 }
 
 #[test]
@@ -1141,17 +1109,11 @@ fn case_33_devices_and_fifos_with_range_checks() {
         let e = err(&[Tar::new()
             .raw(&dev("dev/bad", b'4', major, minor), &[])
             .build()]);
-        assert!(
-            matches!(
-                &e,
-                FlattenError::Entry {
-                    source: EntryError::DeviceNumberOutOfRange { .. },
-                    ..
-                }
-            ),
-            "{e}"
+        assert_kind!(
+            e,
+            FlattenErrorKind::Entry(EntryError::DeviceNumberOutOfRange { .. })
         );
-        assert_eq!(e.entry(), "dev/bad");
+        assert_eq!(e.entry.as_str(), "dev/bad");
     }
     // tar has no socket type: sockets cannot come from a layer.
 }
@@ -1166,68 +1128,29 @@ fn case_35_truncated_or_corrupt_streams_are_errors_naming_layer_and_entry() {
         .build();
     // Cut inside the victim's data.
     let e = err(&[full[..512 * 3 + 100].to_vec()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::Truncated,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    assert_eq!((e.layer(), e.entry()), ("layer0", "victim"));
+    assert_kind!(e, FlattenErrorKind::Tar(TarError::Truncated));
+    assert_eq!((e.layer.as_str(), e.entry.as_str()), ("layer0", "victim"));
     // Cut inside a header.
     let e = err(&[full[..512 * 2 + 100].to_vec()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::Truncated,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    assert!(e.entry().contains("first"), "{e}");
+    assert_kind!(e, FlattenErrorKind::Tar(TarError::Truncated));
+    assert!(e.entry.as_str().contains("first"), "{e}");
     // Cut inside a pax header's body.
     let pax = Tar::new().pax(&[("path", b"x")]).file("y", b"").build();
     let e = err(&[pax[..600].to_vec()]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::Truncated,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_kind!(e, FlattenErrorKind::Tar(TarError::Truncated));
     // Corrupt header.
     let mut corrupt = full.clone();
     corrupt[512 * 2 + 10] ^= 0x55;
     let e = err(&[corrupt]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::BadChecksum { offset: 1024 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Tar(TarError::BadChecksum { offset: 1024 })
     );
     // Not a tar at all (a gzip stream passed undecompressed).
     let e = err(&[[0x1f, 0x8b, 0x08, 0].repeat(200)]);
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Tar {
-                source: TarError::BadChecksum { offset: 0 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Tar(TarError::BadChecksum { offset: 0 })
     );
     // A clean stream without end-of-archive blocks is accepted (as Go's
     // archive/tar does); the layer digest guards against that truncation.
@@ -1254,17 +1177,11 @@ fn case_36_limits_stop_tar_bombs() {
         ..Limits::default()
     };
     let e = run(limits.clone(), &[many.build()]).unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Limit {
-                source: LimitError::TooManyEntries { max: 5 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Limit(LimitError::TooManyEntries { max: 5 })
     );
-    assert_eq!(e.entry(), "f5");
+    assert_eq!(e.entry.as_str(), "f5");
     // The count spans layers.
     let three = Tar::new()
         .file("a", b"")
@@ -1282,17 +1199,11 @@ fn case_36_limits_stop_tar_bombs() {
         &[Tar::new().file("a", &[0; 600]).file("b", &[0; 600]).build()],
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Limit {
-                source: LimitError::TooManyBytes { max: 1000 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Limit(LimitError::TooManyBytes { max: 1000 })
     );
-    assert_eq!(e.entry(), "b");
+    assert_eq!(e.entry.as_str(), "b");
 
     let deep = format!("{}f", "d/".repeat(10));
     let limits = Limits {
@@ -1300,15 +1211,9 @@ fn case_36_limits_stop_tar_bombs() {
         ..Limits::default()
     };
     let e = run(limits, &[Tar::new().file(&deep, b"").build()]).unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Limit {
-                source: LimitError::PathTooDeep { depth: 11, max: 10 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Limit(LimitError::PathTooDeep { depth: 11, max: 10 })
     );
 
     let limits = Limits {
@@ -1316,15 +1221,9 @@ fn case_36_limits_stop_tar_bombs() {
         ..Limits::default()
     };
     let e = run(limits, &[Tar::new().symlink("s", "t".repeat(51)).build()]).unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            FlattenError::Limit {
-                source: LimitError::PathTooLong { len: 51, max: 50 },
-                ..
-            }
-        ),
-        "{e}"
+    assert_kind!(
+        e,
+        FlattenErrorKind::Limit(LimitError::PathTooLong { len: 51, max: 50 })
     );
 }
 

@@ -7,7 +7,7 @@ use banger_ext4::tree::{
     MAX_NAME_LEN,
 };
 
-use super::error::{EntryError, Failure, LimitError, TarError};
+use super::error::{EntryError, FlattenErrorKind, LimitError, TarError};
 use super::path;
 use super::tar_reader::{Entry, EntryKind, TarReader};
 use super::whiteout::{self, LayerState, Marker, WHITEOUT_PREFIX};
@@ -41,7 +41,7 @@ impl<S: ContentStore> Flattener<'_, S> {
         entry: &Entry,
         layer: &mut LayerState,
         stats: &mut LayerStats,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), FlattenErrorKind> {
         self.limits.count_entry(&mut self.usage)?;
         stats.entries += 1;
         let components = path::clean(&entry.path);
@@ -180,7 +180,11 @@ impl<S: ContentStore> Flattener<'_, S> {
 
     /// An entry for `./`: it sets the root's metadata; anything but a
     /// directory there is ignored, since the root must stay a directory.
-    fn apply_root(&mut self, entry: &Entry, stats: &mut LayerStats) -> Result<(), Failure> {
+    fn apply_root(
+        &mut self,
+        entry: &Entry,
+        stats: &mut LayerStats,
+    ) -> Result<(), FlattenErrorKind> {
         if entry.kind != EntryKind::Directory {
             stats.skipped += 1;
             return Ok(());
@@ -194,7 +198,7 @@ impl<S: ContentStore> Flattener<'_, S> {
     /// Finds the node a hard link names: resolved inside the tree following
     /// symlinked parents but not a symlink in the final component (a hard
     /// link to a symlink links the symlink, as `link(2)` does).
-    fn hard_link_target(&mut self, entry: &Entry) -> Result<NodeId, Failure> {
+    fn hard_link_target(&mut self, entry: &Entry) -> Result<NodeId, FlattenErrorKind> {
         let missing = || EntryError::HardLinkTargetMissing {
             target: lossy(&entry.link_name),
         };
@@ -223,7 +227,7 @@ impl<S: ContentStore> Flattener<'_, S> {
     }
 
     /// The node metadata an entry describes.
-    fn metadata(&self, entry: &Entry) -> Result<Metadata, Failure> {
+    fn metadata(&self, entry: &Entry) -> Result<Metadata, FlattenErrorKind> {
         let xattrs: banger_ext4::tree::Xattrs = entry
             .xattrs
             .iter()
@@ -249,7 +253,7 @@ impl<S: ContentStore> Flattener<'_, S> {
         &mut self,
         reader: &mut TarReader<R>,
         entry: &Entry,
-    ) -> Result<FileContent, Failure> {
+    ) -> Result<FileContent, FlattenErrorKind> {
         self.limits
             .count_bytes(&mut self.usage, reader.remaining())?;
         let result = self
@@ -258,13 +262,13 @@ impl<S: ContentStore> Flattener<'_, S> {
         if reader.truncated() {
             return Err(TarError::Truncated.into());
         }
-        let content = result.map_err(|e| Failure::Store(Box::new(e)))?;
+        let content = result.map_err(|e| FlattenErrorKind::Store(Box::new(e)))?;
         if reader.remaining() > 0 {
             let unread = io::Error::other(format!(
                 "the content store left {} bytes unread",
                 reader.remaining()
             ));
-            return Err(Failure::Store(Box::new(unread)));
+            return Err(FlattenErrorKind::Store(Box::new(unread)));
         }
         Ok(content)
     }

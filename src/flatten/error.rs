@@ -5,74 +5,58 @@ use std::io;
 
 use banger_ext4::tree::{ResolveError, TreeError};
 
-/// Why a layer could not be applied.
+/// Why a layer could not be applied: what went wrong ([`FlattenErrorKind`],
+/// its source) at which entry of which layer.
 #[derive(Debug, thiserror::Error)]
-pub enum FlattenError {
-    /// The tar stream is malformed, truncated or could not be read.
-    #[error("layer {layer}: entry {entry:?}: {source}")]
-    Tar {
-        /// The layer being applied.
-        layer: String,
-        /// The entry being read, or where in the stream the reader was.
-        entry: String,
-        /// What is wrong with the stream.
-        #[source]
-        source: TarError,
-    },
-    /// A well-formed entry cannot be applied to the tree.
-    #[error("layer {layer}: entry {entry:?}: {source}")]
-    Entry {
-        /// The layer being applied.
-        layer: String,
-        /// The entry's path as written in the tar.
-        entry: String,
-        /// What is wrong with the entry.
-        #[source]
-        source: EntryError,
-    },
-    /// A configured limit was exceeded (tar bomb protection).
-    #[error("layer {layer}: entry {entry:?}: {source}")]
-    Limit {
-        /// The layer being applied.
-        layer: String,
-        /// The entry that crossed the limit.
-        entry: String,
-        /// Which limit.
-        #[source]
-        source: LimitError,
-    },
-    /// The content store failed to take a file's data.
-    #[error("layer {layer}: entry {entry:?}: storing the file contents failed: {source}")]
-    Store {
-        /// The layer being applied.
-        layer: String,
-        /// The file being stored.
-        entry: String,
-        /// The store's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+#[error("layer {layer}: entry {entry:?}")]
+pub struct FlattenError {
+    /// The layer being applied.
+    pub layer: String,
+    /// The entry's path as written in the tar, or where in the stream the
+    /// reader was when the stream itself failed.
+    pub entry: String,
+    /// What went wrong.
+    #[source]
+    pub kind: FlattenErrorKind,
 }
 
-impl FlattenError {
-    /// The layer the error happened in.
-    pub fn layer(&self) -> &str {
-        match self {
-            Self::Tar { layer, .. }
-            | Self::Entry { layer, .. }
-            | Self::Limit { layer, .. }
-            | Self::Store { layer, .. } => layer,
+/// What went wrong applying one entry.
+#[derive(Debug, thiserror::Error)]
+pub enum FlattenErrorKind {
+    /// The tar stream is malformed, truncated or could not be read.
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    /// A well-formed entry cannot be applied to the tree.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// A configured limit was exceeded (tar bomb protection).
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The content store failed to take a file's data.
+    #[error("storing the file contents failed")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl FlattenErrorKind {
+    /// Attaches the layer and entry names.
+    pub(crate) fn at(self, layer: &str, entry: String) -> FlattenError {
+        FlattenError {
+            layer: layer.to_owned(),
+            entry,
+            kind: self,
         }
     }
+}
 
-    /// The entry the error happened at.
-    pub fn entry(&self) -> &str {
-        match self {
-            Self::Tar { entry, .. }
-            | Self::Entry { entry, .. }
-            | Self::Limit { entry, .. }
-            | Self::Store { entry, .. } => entry,
-        }
+impl From<ResolveError> for FlattenErrorKind {
+    fn from(e: ResolveError) -> Self {
+        Self::Entry(EntryError::Resolve(e))
+    }
+}
+
+impl From<TreeError> for FlattenErrorKind {
+    fn from(e: TreeError) -> Self {
+        Self::Entry(EntryError::Tree(e))
     }
 }
 
@@ -131,7 +115,7 @@ pub enum TarError {
     #[error("data after an end-of-archive block")]
     DataAfterEnd,
     /// Reading the underlying stream failed.
-    #[error("reading the tar stream failed: {0}")]
+    #[error("reading the tar stream failed")]
     Io(#[from] io::Error),
 }
 
@@ -173,7 +157,7 @@ pub enum EntryError {
     },
     /// The path cannot be resolved inside the tree (a parent is not a
     /// directory, or symlinks loop).
-    #[error("cannot resolve the path: {0}")]
+    #[error("cannot resolve the path")]
     Resolve(#[from] ResolveError),
     /// The tree refused the edit.
     #[error(transparent)]
@@ -219,72 +203,4 @@ pub enum LimitError {
         /// The limit.
         max: usize,
     },
-}
-
-/// An error of one entry before the layer and entry name are attached.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    Tar(TarError),
-    Entry(EntryError),
-    Limit(LimitError),
-    Store(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl Failure {
-    /// Attaches the layer and entry names.
-    pub(crate) fn at(self, layer: &str, entry: String) -> FlattenError {
-        let layer = layer.to_owned();
-        match self {
-            Self::Tar(source) => FlattenError::Tar {
-                layer,
-                entry,
-                source,
-            },
-            Self::Entry(source) => FlattenError::Entry {
-                layer,
-                entry,
-                source,
-            },
-            Self::Limit(source) => FlattenError::Limit {
-                layer,
-                entry,
-                source,
-            },
-            Self::Store(source) => FlattenError::Store {
-                layer,
-                entry,
-                source,
-            },
-        }
-    }
-}
-
-impl From<TarError> for Failure {
-    fn from(e: TarError) -> Self {
-        Self::Tar(e)
-    }
-}
-
-impl From<EntryError> for Failure {
-    fn from(e: EntryError) -> Self {
-        Self::Entry(e)
-    }
-}
-
-impl From<LimitError> for Failure {
-    fn from(e: LimitError) -> Self {
-        Self::Limit(e)
-    }
-}
-
-impl From<ResolveError> for Failure {
-    fn from(e: ResolveError) -> Self {
-        Self::Entry(EntryError::Resolve(e))
-    }
-}
-
-impl From<TreeError> for Failure {
-    fn from(e: TreeError) -> Self {
-        Self::Entry(EntryError::Tree(e))
-    }
 }

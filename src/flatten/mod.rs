@@ -40,10 +40,9 @@ use std::io::Read;
 use banger_ext4::tree::{ContentStore, Metadata, Tree};
 
 pub use apply::keep_xattr;
-pub use error::{EntryError, FlattenError, LimitError, TarError};
+pub use error::{EntryError, FlattenError, FlattenErrorKind, LimitError, TarError};
 pub use limits::Limits;
 
-use error::Failure;
 use limits::Usage;
 use tar_reader::TarReader;
 use whiteout::LayerState;
@@ -118,16 +117,18 @@ impl<'s, S: ContentStore> Flattener<'s, S> {
             let entry = match reader.next_entry() {
                 Ok(Some(entry)) => entry,
                 Ok(None) => break,
-                Err(e) => return Err(Failure::Tar(e).at(layer_name, position(header_at, &last))),
+                Err(e) => {
+                    return Err(FlattenErrorKind::Tar(e).at(layer_name, position(header_at, &last)))
+                }
             };
             let name = String::from_utf8_lossy(&entry.path).into_owned();
             self.apply_entry(&mut reader, &entry, &mut layer, &mut stats)
                 .map_err(|f| f.at(layer_name, name.clone()))?;
             last = Some(name);
         }
-        reader
-            .drain()
-            .map_err(|e| Failure::Tar(e).at(layer_name, position(reader.offset(), &last)))?;
+        reader.drain().map_err(|e| {
+            FlattenErrorKind::Tar(e).at(layer_name, position(reader.offset(), &last))
+        })?;
         Ok(stats)
     }
 
