@@ -96,17 +96,16 @@ pub fn decoder(mut raw: Box<dyn Read + Send>, name: &str) -> io::Result<Box<dyn 
         Compression::None => whole,
         Compression::Gzip => Box::new(Labelled {
             inner: flate2::read::MultiGzDecoder::new(whole),
-            what: format!("{label}: gzip stream"),
+            layer: label,
+            format: "gzip",
         }),
         Compression::Zstd => Box::new(Labelled {
             inner: zstd::stream::read::Decoder::new(whole)?,
-            what: format!("{label}: zstd stream"),
+            layer: label,
+            format: "zstd",
         }),
         Compression::Unsupported(format) => {
-            return Err(stream_error(
-                io::ErrorKind::InvalidData,
-                format!("the data is {format}-compressed; banger reads tars that are plain, gzip or zstd: decompress it first"),
-            ))
+            return Err(StreamError::Unsupported { format }.into_io(io::ErrorKind::InvalidData))
         }
     })
 }
@@ -129,27 +128,84 @@ pub fn verify_diff_id<'a>(
     }
 }
 
-/// A layer stream's own failure (corrupt or truncated blob, digest mismatch),
-/// its message already naming the layer and the stream. Carried inside an
-/// [`io::Error`]; see [`is_stream_error`].
-#[derive(Debug)]
-pub struct StreamError(String);
+/// A layer stream's own failure: a corrupt or truncated blob, or a digest
+/// mismatch. Each names its layer and stream. It travels through the readers
+/// inside an [`io::Error`] ([`Read`] allows no other error) and is taken back
+/// out with [`StreamError::from_io`].
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The decompressor failed: the blob is corrupt or truncated.
+    #[error("{layer}: {format} stream")]
+    Decode {
+        /// The layer, e.g. `layer 2 (sha256:abcdef012345)`.
+        layer: String,
+        /// `gzip` or `zstd`.
+        format: &'static str,
+        /// The decompressor's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The data is compressed in a format banger does not read.
+    #[error("the data is {format}-compressed; banger reads tars that are plain, gzip or zstd: decompress it first")]
+    Unsupported {
+        /// `xz`, `zip`, `lz4` or `bzip2`.
+        format: &'static str,
+    },
+    /// The stream ended before the size its descriptor declares.
+    #[error("{what}: expected {expected} bytes, got {got} (truncated or corrupt; delete the cached blob and pull again)")]
+    Short {
+        /// The stream.
+        what: String,
+        /// The declared size.
+        expected: u64,
+        /// The bytes there were.
+        got: u64,
+    },
+    /// The stream went on past the size its descriptor declares.
+    #[error("{what}: longer than the {size} bytes its descriptor declares")]
+    Long {
+        /// The stream.
+        what: String,
+        /// The declared size.
+        size: u64,
+    },
+    /// The bytes do not hash to the digest they were named by.
+    #[error("{what}: digest mismatch: expected {expected}, got {actual} (the image is corrupt or was tampered with)")]
+    DigestMismatch {
+        /// The stream.
+        what: String,
+        /// The digest expected.
+        expected: Digest,
+        /// The digest of the bytes read.
+        actual: Digest,
+    },
+}
 
-impl std::fmt::Display for StreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl StreamError {
+    fn into_io(self, kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, self)
+    }
+
+    /// The layer stream's failure that `error` carries, or `error` itself
+    /// when it comes from elsewhere (whatever consumed the stream).
+    pub fn from_io(error: io::Error) -> Result<StreamError, io::Error> {
+        if !is_stream_error(&error) {
+            return Err(error);
+        }
+        let kind = error.kind();
+        match error
+            .into_inner()
+            .map(|inner| inner.downcast::<StreamError>())
+        {
+            Some(Ok(stream)) => Ok(*stream),
+            Some(Err(other)) => Err(io::Error::new(kind, other)),
+            None => Err(io::Error::from(kind)),
+        }
     }
 }
 
-impl std::error::Error for StreamError {}
-
-fn stream_error(kind: io::ErrorKind, message: String) -> io::Error {
-    io::Error::new(kind, StreamError(message))
-}
-
-/// Whether `error` comes from a layer stream itself (and so names its layer)
-/// rather than from whatever consumed it.
-pub fn is_stream_error(error: &io::Error) -> bool {
+/// Whether `error` carries a layer stream's own failure.
+fn is_stream_error(error: &io::Error) -> bool {
     error
         .get_ref()
         .is_some_and(|inner| inner.is::<StreamError>())
@@ -158,7 +214,8 @@ pub fn is_stream_error(error: &io::Error) -> bool {
 /// Adds context to a decoder's errors so a corrupt stream names its layer.
 struct Labelled<R> {
     inner: R,
-    what: String,
+    layer: String,
+    format: &'static str,
 }
 
 impl<R: Read> Read for Labelled<R> {
@@ -168,7 +225,13 @@ impl<R: Read> Read for Labelled<R> {
             if is_stream_error(&e) {
                 e
             } else {
-                stream_error(e.kind(), format!("{}: {e}", self.what))
+                let kind = e.kind();
+                StreamError::Decode {
+                    layer: self.layer.clone(),
+                    format: self.format,
+                    source: e,
+                }
+                .into_io(kind)
             }
         })
     }
@@ -204,24 +267,22 @@ impl<R: Read> VerifyingReader<R> {
     fn finish(&mut self) -> io::Result<()> {
         if let Some(size) = self.expected_size {
             if self.seen != size {
-                return Err(stream_error(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: expected {size} bytes, got {} (truncated or corrupt; delete the cached blob and pull again)",
-                        self.what, self.seen
-                    ),
-                ));
+                return Err(StreamError::Short {
+                    what: self.what.clone(),
+                    expected: size,
+                    got: self.seen,
+                }
+                .into_io(io::ErrorKind::InvalidData));
             }
         }
         let actual = Digest::from_sha256_bytes(&self.hasher.clone().finalize());
         if actual != self.expected {
-            return Err(stream_error(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: digest mismatch: expected {}, got {actual} (the image is corrupt or was tampered with)",
-                    self.what, self.expected
-                ),
-            ));
+            return Err(StreamError::DigestMismatch {
+                what: self.what.clone(),
+                expected: self.expected.clone(),
+                actual,
+            }
+            .into_io(io::ErrorKind::InvalidData));
         }
         self.verified = true;
         Ok(())
@@ -241,13 +302,11 @@ impl<R: Read> Read for VerifyingReader<R> {
         self.seen += n as u64;
         if let Some(size) = self.expected_size {
             if self.seen > size {
-                return Err(stream_error(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: longer than the {size} bytes its descriptor declares",
-                        self.what
-                    ),
-                ));
+                return Err(StreamError::Long {
+                    what: self.what.clone(),
+                    size,
+                }
+                .into_io(io::ErrorKind::InvalidData));
             }
         }
         self.hasher.update(&buf[..n]);

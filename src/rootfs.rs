@@ -16,7 +16,7 @@ use crate::ext4::tree::{Metadata, Timestamp};
 use crate::flatten::{FlattenError, FlattenErrorKind, Flattener, Limits, TarError};
 use crate::guest::modules::ModulesPlan;
 use crate::guest::{prepare_guest, GuestError, GuestOptions, GuestReport, InitChoice};
-use crate::layer::verify_diff_id;
+use crate::layer::{verify_diff_id, StreamError};
 use crate::readahead::{ReadAhead, CHUNK};
 use crate::source::{self, ImageSource, ProgressEvent, ResolveOptions, ResolvedImage, SourceError};
 use crate::staged::StagedFile;
@@ -81,7 +81,7 @@ pub enum RootfsError {
     Flatten(#[from] FlattenError),
     /// A layer's stream is corrupt or truncated (the message names the layer).
     #[error(transparent)]
-    Layer(std::io::Error),
+    Layer(#[from] StreamError),
     /// The guest could not be prepared (agents, init, kernel modules).
     /// Boxed: its module and init-system errors are large and rare.
     #[error(transparent)]
@@ -242,12 +242,21 @@ fn flatten_label(layer: &crate::source::LayerRef) -> String {
 /// happened to be read when it showed: report what the stream said (which
 /// names the layer) instead of a tar error at that entry.
 fn stream_or_flatten_error(error: FlattenError) -> RootfsError {
-    match error {
-        FlattenError {
+    let FlattenError {
+        layer,
+        entry,
+        kind: FlattenErrorKind::Tar(TarError::Io(io)),
+    } = error
+    else {
+        return RootfsError::Flatten(error);
+    };
+    match StreamError::from_io(io) {
+        Ok(stream) => RootfsError::Layer(stream),
+        Err(io) => RootfsError::Flatten(FlattenError {
+            layer,
+            entry,
             kind: FlattenErrorKind::Tar(TarError::Io(io)),
-            ..
-        } if crate::layer::is_stream_error(&io) => RootfsError::Layer(io),
-        other => RootfsError::Flatten(other),
+        }),
     }
 }
 
