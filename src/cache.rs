@@ -27,7 +27,7 @@ pub struct BlobCache {
 #[derive(Debug, thiserror::Error)]
 pub enum InsertError {
     /// Writing, syncing or renaming failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

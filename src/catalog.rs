@@ -74,7 +74,7 @@ pub struct KernelCatalog {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The override file could not be read.
-    #[error("reading the catalog {path} (named by ${env}): {source}")]
+    #[error("reading the catalog {path} (named by ${env})")]
     Read {
         /// The file.
         path: PathBuf,

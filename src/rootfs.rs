@@ -104,7 +104,7 @@ pub enum RootfsError {
         path: PathBuf,
     },
     /// The output file could not be created or published.
-    #[error("{context} {path}: {source}")]
+    #[error("{context} {path}")]
     Output {
         /// What was being done.
         context: &'static str,

@@ -438,9 +438,10 @@ fn remove_temporaries_on_interrupt() {
     });
 }
 
-/// The error and its causes on one line. Most of banger's errors already
-/// print their source, so a cause whose text is already on the line is
-/// left out rather than repeated.
+/// The error and its causes on one line, each once. banger's own errors leave
+/// their cause to the chain; a cause the line already ends with comes from an
+/// error that prints its source itself (std's and other crates' do), and is
+/// not repeated.
 fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
@@ -451,7 +452,7 @@ fn one_line(error: &anyhow::Error) -> String {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        if line.contains(&text) {
+        if line.ends_with(&text) {
             continue;
         }
         if !line.is_empty() {
@@ -470,8 +471,19 @@ mod tests {
     #[error("layer 1: reading: {0}")]
     struct Embeds(#[source] std::io::Error);
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("building the image")]
+    struct Plain(#[source] std::io::Error);
+
     #[test]
     fn errors_print_each_cause_once_on_one_line() {
+        let inner = std::io::Error::other("disk full");
+        let error = anyhow::Error::new(Plain(inner)).context("pulling x");
+        assert_eq!(one_line(&error), "pulling x: building the image: disk full");
+        // A cause that also appears earlier, but not at the end, is still printed.
+        let inner = std::io::Error::other("x");
+        let error = anyhow::Error::new(Plain(inner)).context("pulling x into x");
+        assert_eq!(one_line(&error), "pulling x into x: building the image: x");
         let inner = std::io::Error::other("gzip stream: unexpected end of file");
         let error = anyhow::Error::new(Embeds(inner)).context("building the image");
         assert_eq!(

@@ -418,7 +418,7 @@ pub enum SourceError {
         reason: String,
     },
     /// Local I/O failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -427,7 +427,7 @@ pub enum SourceError {
         source: io::Error,
     },
     /// The registry could not be reached or the connection broke.
-    #[error("could not fetch {url}: {source} ({})", network_hint(url))]
+    #[error("could not fetch {url} ({})", network_hint(url))]
     Http {
         /// The request.
         url: String,

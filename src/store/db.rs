@@ -111,7 +111,7 @@ pub struct Db {
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// SQLite failed.
-    #[error("state database: {0}")]
+    #[error("state database")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer banger.
     #[error("state database is at schema version {found}, newer than this banger understands ({known}); upgrade banger")]

@@ -148,7 +148,7 @@ pub enum StoreError {
         reason: String,
     },
     /// Local I/O failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -515,6 +515,17 @@ mod tests {
         store.record_or_undo(publication, put).unwrap_err()
     }
 
+    /// The error's causes (not the error itself), as the CLI prints them.
+    fn causes(error: &dyn std::error::Error) -> String {
+        let mut text = Vec::new();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            text.push(c.to_string());
+            cause = c.source();
+        }
+        text.join(": ")
+    }
+
     fn full() -> DbError {
         DbError::Sqlite(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
@@ -531,7 +542,7 @@ mod tests {
             matches!(&err, StoreError::NotRecorded { name, .. } if name == "k"),
             "{err:?}"
         );
-        let cause = std::error::Error::source(&err).unwrap().to_string();
+        let cause = causes(&err);
         assert!(cause.contains("database or disk is full"), "{cause}");
         assert!(!store.layout.entry_dir(Kind::Kernel, "k").exists());
         assert_eq!(store.kernels().unwrap(), []);
@@ -556,7 +567,7 @@ mod tests {
             text.contains("undoing the publication failed (No such file"),
             "{text}"
         );
-        let cause = std::error::Error::source(&err).unwrap().to_string();
+        let cause = causes(&err);
         assert!(cause.contains("database or disk is full"), "{cause}");
         // The next command rolls the published entry forward.
         drop(store);
