@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::source::{ProgressEvent, ProgressFn};
+use crate::pipeline::{ProgressEvent, ProgressFn};
+use crate::source::FetchEvent;
 
 /// A spinner that follows a pull: each blob as it is found in the cache or
 /// downloaded (bytes and speed), then each layer as it streams into the
@@ -19,10 +20,10 @@ pub fn download_reporter() -> ProgressFn {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar.set_message("resolving");
     Arc::new(move |event| match event {
-        ProgressEvent::Cached { digest, .. } => {
+        ProgressEvent::Fetch(FetchEvent::Cached { digest, .. }) => {
             bar.set_message(format!("cached {}", digest.short()))
         }
-        ProgressEvent::Downloaded { digest, size } => {
+        ProgressEvent::Fetch(FetchEvent::Downloaded { digest, size }) => {
             bar.inc(size);
             bar.set_message(format!("downloaded {}", digest.short()));
         }
@@ -42,10 +43,10 @@ pub fn download_reporter() -> ProgressFn {
 /// is not a terminal.
 pub fn log_reporter() -> ProgressFn {
     Arc::new(|event| match event {
-        ProgressEvent::Cached { digest, size } => {
+        ProgressEvent::Fetch(FetchEvent::Cached { digest, size }) => {
             eprintln!("cached     {} ({size} bytes)", digest.short())
         }
-        ProgressEvent::Downloaded { digest, size } => {
+        ProgressEvent::Fetch(FetchEvent::Downloaded { digest, size }) => {
             eprintln!("downloaded {} ({size} bytes)", digest.short())
         }
         ProgressEvent::Applying { index, count } => eprintln!("writing layer {index}/{count}"),

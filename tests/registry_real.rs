@@ -2,7 +2,7 @@
 
 mod support;
 
-use banger::source::{resolve, ImageSource, ProgressEvent};
+use banger::source::{resolve, FetchEvent, ImageSource};
 use std::sync::{Arc, Mutex};
 use support::oci::{build_layout, Comp, ImageSpec, LayerSpec};
 use support::registry::TestRegistry;
@@ -187,7 +187,7 @@ async fn case_44_cached_image_resolves_by_digest_with_the_registry_gone() {
     assert!(
         events
             .iter()
-            .all(|e| matches!(e, ProgressEvent::Cached { .. })),
+            .all(|e| matches!(e, FetchEvent::Cached { .. })),
         "{events:?}"
     );
     // By tag the registry must be asked (tags move), and it is gone.

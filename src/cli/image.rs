@@ -3,13 +3,15 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use banger::source::{default_cache_dir, ImageSource};
-use banger::store::pull::{pull_image, PullRequest};
+use banger::source::default_cache_dir;
+use banger::store::pull::{pull_image, PullRequest, PullSource};
 use banger::store::{default_state_dir, Kind, Store};
 
 use super::inspect;
 use super::records::{image_json, image_table, image_text};
-use super::{parse_size, resolve_options, source_date_epoch, GuestArgs, LimitArgs, RegistryArgs};
+use super::{
+    parse_size, progress, resolve_options, write_options, GuestArgs, LimitArgs, RegistryArgs,
+};
 
 const PULL_EXAMPLES: &str = "\
 REF is a catalog name (debian-bookworm, alpine-3.20; $BANGER_CATALOG overrides the
@@ -202,31 +204,17 @@ pub fn run_cache(command: CacheCommand) -> anyhow::Result<()> {
 async fn pull(args: PullArgs) -> anyhow::Result<()> {
     // --username applies to the registry the image comes from, which for a catalog
     // name is its entry's source.
-    let catalog = banger::catalog::Catalog::load()?;
-    let source = catalog
-        .get(&args.reference)
-        .map_or(args.reference.as_str(), |e| e.source.as_str());
-    let registry_host = match source.parse::<ImageSource>() {
-        Ok(ImageSource::Registry(r)) => Some(r.registry().to_string()),
-        _ => None,
-    };
-    let resolve = resolve_options(
-        &args.platform,
-        &args.registry,
-        registry_host.as_deref(),
-        args.quiet,
-    )?;
+    let image = PullSource::lookup(&args.reference)?;
+    let resolve = resolve_options(&args.platform, &args.registry, image.registry_host())?;
     let request = PullRequest {
-        reference: args.reference,
+        image,
         name: args.name,
         kernel_ref: args.kernel_ref,
-        size: args.size,
-        resolve,
-        guest: args.guest.settings(),
-        modules: args.guest.modules.set(),
         force: args.force,
-        limits: args.limits.limits(),
-        source_date_epoch: source_date_epoch()?,
+        resolve,
+        write: write_options(args.size, &args.guest, &args.limits)?,
+        modules: args.guest.modules.set(),
+        progress: progress(args.quiet, true),
     };
     let report = pull_image(&default_state_dir(), request).await?;
     if !args.quiet {

@@ -20,9 +20,9 @@ use clap::{Parser, Subcommand};
 use banger::flatten::Limits;
 use banger::guest::modules::ModuleSet;
 use banger::guest::InitChoice;
+use banger::pipeline::{GuestSettings, Progress, RootfsError, WriteOptions};
 use banger::platform::PlatformError;
 use banger::reference::ReferenceError;
-use banger::rootfs::{GuestSettings, RootfsError};
 use banger::source::registry::{Credentials, CredentialsFn, SpeedLimit};
 use banger::source::{ResolveOptions, SourceError};
 use banger::store::StoreError;
@@ -227,7 +227,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text} is too large"))
 }
 
-pub fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+/// How to write an image, from the arguments every command that writes one
+/// takes. Modules are added by the caller, which knows the kernel.
+pub fn write_options(
+    size: Option<u64>,
+    guest: &GuestArgs,
+    limits: &LimitArgs,
+) -> anyhow::Result<WriteOptions> {
+    Ok(WriteOptions {
+        size,
+        guest: guest.settings(),
+        limits: limits.limits(),
+        source_date_epoch: source_date_epoch()?,
+    })
+}
+
+fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Ok(Some(
             v.trim()
@@ -263,30 +278,26 @@ pub fn credentials_lookup(explicit: Option<(String, Credentials)>) -> Credential
     })
 }
 
-/// Resolve options for pulls: cache, platform, insecure registries, credentials,
-/// and progress (bars on a terminal, log lines otherwise, nothing with `quiet`).
-pub fn resolve_options(
-    platform: &str,
-    registry: &RegistryArgs,
-    registry_host: Option<&str>,
-    quiet: bool,
-) -> anyhow::Result<ResolveOptions> {
-    let mut resolve = registry_options(platform, registry, registry_host)?;
-    if !quiet {
-        resolve.progress = Some(if std::io::stderr().is_terminal() {
-            banger::progress::download_reporter()
-        } else {
-            banger::progress::log_reporter()
-        });
+/// Where a command shows its progress: bars on a terminal; elsewhere log
+/// lines when `log_lines`, else nothing (stderr then holds only the result
+/// line); nothing at all with `quiet`.
+pub fn progress(quiet: bool, log_lines: bool) -> Progress {
+    if quiet {
+        Progress::none()
+    } else if std::io::stderr().is_terminal() {
+        Progress::new(banger::progress::download_reporter())
+    } else if log_lines {
+        Progress::new(banger::progress::log_reporter())
+    } else {
+        Progress::none()
     }
-    Ok(resolve)
 }
 
-/// Resolve options without progress: cache, platform, insecure registries,
-/// credentials (`--username`, else docker's config) and the speed limit. Every
-/// command that pulls builds its options here, so they all reach private
-/// registries the same way.
-pub fn registry_options(
+/// Resolve options: cache, platform, insecure registries, credentials
+/// (`--username`, else docker's config) and the speed limit. Every command
+/// that pulls builds its options here, so they all reach private registries
+/// the same way.
+pub fn resolve_options(
     platform: &str,
     registry: &RegistryArgs,
     registry_host: Option<&str>,

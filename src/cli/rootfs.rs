@@ -1,14 +1,15 @@
 //! `banger rootfs`: one image source to one ext4 file.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use banger::guest::modules::{ModuleSource, ModulesPlan};
-use banger::rootfs::{build_rootfs, check_output_path, RootfsRequest};
+use banger::pipeline::{self, check_output_path};
 use banger::source::ImageSource;
 use banger::store::{default_state_dir, Kind, Store, StoreError};
 
-use super::{parse_size, registry_options, source_date_epoch, GuestArgs, LimitArgs, RegistryArgs};
+use super::{
+    parse_size, progress, resolve_options, write_options, GuestArgs, LimitArgs, RegistryArgs,
+};
 
 pub const ROOTFS_EXAMPLES: &str = "\
 Sources:
@@ -66,15 +67,9 @@ pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
         ImageSource::Registry(reference) => Some(reference.registry()),
         _ => None,
     };
-    let mut resolve = registry_options(&args.platform, &args.registry, registry_host)?;
-    // Bars on a terminal only: elsewhere stderr stays for the result line.
-    let progress = !args.quiet && std::io::stderr().is_terminal();
-    if progress {
-        resolve.progress = Some(banger::progress::download_reporter());
-    }
-    let epoch = source_date_epoch()?;
-    let mut guest = args.guest.settings();
-    if let (Some(guest), Some(set)) = (&mut guest, args.guest.modules.set()) {
+    let resolve = resolve_options(&args.platform, &args.registry, registry_host)?;
+    let mut write = write_options(args.size, &args.guest, &args.limits)?;
+    if let (Some(guest), Some(set)) = (&mut write.guest, args.guest.modules.set()) {
         let source = match (&args.kernel_ref, &args.modules_from) {
             (Some(name), _) => Some(kernel_modules(name)?),
             (None, Some(dir)) => Some(ModuleSource::Directory(dir.clone())),
@@ -82,16 +77,9 @@ pub async fn rootfs(args: RootfsArgs) -> anyhow::Result<()> {
         };
         guest.modules = source.map(|source| ModulesPlan { source, set });
     }
-    let request = RootfsRequest {
-        source,
-        output: args.output.clone(),
-        size: args.size,
-        resolve,
-        guest,
-        limits: args.limits.limits(),
-        source_date_epoch: epoch,
-    };
-    let report = build_rootfs(request).await?;
+    // No log lines: off a terminal, stderr keeps only the result line.
+    let progress = progress(args.quiet, false);
+    let report = pipeline::build(&source, &resolve, args.output.clone(), write, progress).await?;
     if !args.quiet {
         for warning in report.warnings() {
             eprintln!("warning: {warning}");

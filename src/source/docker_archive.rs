@@ -222,5 +222,6 @@ pub fn resolve(path: &Path) -> Result<ResolvedImage, SourceError> {
         platform: config.platform.clone(),
         config,
         layers,
+        cache_blobs: Vec::new(),
     })
 }

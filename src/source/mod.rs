@@ -134,11 +134,12 @@ impl FromStr for ImageSource {
 }
 
 /// Called as blobs become available, e.g. to draw progress.
-pub type ProgressFn = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
+pub type FetchProgressFn = Arc<dyn Fn(FetchEvent) + Send + Sync>;
 
-/// What happened to one blob during [`resolve`].
+/// What happened to one blob during [`resolve`]. Writing the image reports
+/// its own events ([`crate::pipeline::ProgressEvent`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProgressEvent {
+pub enum FetchEvent {
     /// Found in the cache; nothing downloaded.
     Cached {
         /// The blob.
@@ -153,22 +154,6 @@ pub enum ProgressEvent {
         /// Its size.
         size: u64,
     },
-    /// A layer started streaming into the image (`index` counts from 1).
-    Applying {
-        /// Which layer.
-        index: usize,
-        /// Of how many.
-        count: usize,
-    },
-    /// More of the current layer's tar was applied.
-    Applied {
-        /// Uncompressed bytes since the last report.
-        bytes: u64,
-    },
-    /// Every layer is applied; the filesystem's metadata is being written.
-    Finishing,
-    /// The image is written and published.
-    Done,
 }
 
 /// How to resolve a source.
@@ -182,8 +167,8 @@ pub struct ResolveOptions {
     pub cache_dir: PathBuf,
     /// Layers downloaded at once.
     pub max_concurrent_downloads: usize,
-    /// Optional progress hook.
-    pub progress: Option<ProgressFn>,
+    /// Told of each blob found in the cache or downloaded.
+    pub progress: Option<FetchProgressFn>,
     /// Looks up credentials for a registry host; `None` pulls anonymously.
     pub credentials: Option<registry::CredentialsFn>,
     /// Registry transfers slower than this fail; `None` waits for any speed.
@@ -206,7 +191,7 @@ impl ResolveOptions {
     }
 
     /// Passes `event` to the progress hook, if there is one.
-    pub fn report(&self, event: ProgressEvent) {
+    pub fn report(&self, event: FetchEvent) {
         if let Some(progress) = &self.progress {
             progress(event);
         }
@@ -298,6 +283,10 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
     /// The layers, lowest first.
     pub layers: Vec<LayerRef>,
+    /// The blob-cache entries it was resolved from (the manifest chain, the
+    /// config and the layers): a registry image's, empty for local sources,
+    /// whose blobs stay where they are.
+    pub cache_blobs: Vec<Digest>,
 }
 
 /// Where a layer blob's bytes are.

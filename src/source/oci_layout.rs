@@ -165,6 +165,7 @@ pub fn resolve(
                     platform: chosen_platform.or_else(|| config.platform.clone()),
                     config,
                     layers,
+                    cache_blobs: Vec::new(),
                 });
             }
         }

@@ -17,6 +17,7 @@ pub fn resolve(input: &TarInput) -> ResolvedImage {
         manifest_digest: None,
         platform: None,
         config: ImageConfig::default(),
+        cache_blobs: Vec::new(),
         layers: vec![LayerRef {
             index: 0,
             digest: None,

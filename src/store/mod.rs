@@ -58,8 +58,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cache::BlobCache;
 use crate::catalog::CatalogError;
 use crate::names::NameError;
+use crate::pipeline::RootfsError;
 use crate::reference::Digest;
-use crate::rootfs::RootfsError;
 use crate::source::SourceError;
 
 pub use db::{Db, DbError, ImageRecord, KernelRecord};

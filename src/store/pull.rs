@@ -4,16 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use super::kernel;
-use crate::cache::BlobCache;
-use crate::catalog::Catalog;
-use crate::flatten::Limits;
+use crate::catalog::{Catalog, ImageEntry};
 use crate::guest::modules::{ModuleSet, ModuleSource, ModulesPlan};
 use crate::names::{derive_name, derive_name_from_path, validate_name};
+use crate::pipeline::{self, Progress, WriteOptions};
 use crate::platform::Platform;
-use crate::reference::Digest;
-use crate::rootfs::{write_rootfs, GuestSettings, RootfsRequest};
-use crate::source::manifest::{self, Manifest};
-use crate::source::{self, ImageSource, ResolveOptions, ResolvedImage, TarInput};
+use crate::source::{ImageSource, ResolveOptions, TarInput};
 
 use super::layout::unique_suffix;
 use super::{io_err, now, test_pause, ImageRecord, Kind, Store, StoreError};
@@ -21,31 +17,63 @@ use super::{io_err, now, test_pause, ImageRecord, Kind, Store, StoreError};
 /// File name of the root filesystem in an image directory.
 pub const ROOTFS_FILE: &str = "rootfs.ext4";
 
+/// What a pull's reference names: a catalog entry's source, or a source.
+#[derive(Debug, Clone)]
+pub struct PullSource {
+    /// As the user wrote it.
+    pub reference: String,
+    /// The catalog entry it names, if it is a catalog name.
+    pub entry: Option<ImageEntry>,
+    /// Where the image comes from.
+    pub source: ImageSource,
+}
+
+impl PullSource {
+    /// Looks `reference` up: a catalog name (the catalog is loaded once, here),
+    /// or else an image source (`docker.io/library/debian:bookworm`, `oci:DIR:TAG`, …).
+    pub fn lookup(reference: &str) -> Result<Self, StoreError> {
+        let entry = Catalog::load()?.get(reference).cloned();
+        let source = entry
+            .as_ref()
+            .map_or(reference, |e| e.source.as_str())
+            .parse()?;
+        Ok(Self {
+            reference: reference.to_owned(),
+            entry,
+            source,
+        })
+    }
+
+    /// The registry host the image comes from (for credentials), if a registry.
+    pub fn registry_host(&self) -> Option<&str> {
+        match &self.source {
+            ImageSource::Registry(reference) => Some(reference.registry()),
+            _ => None,
+        }
+    }
+}
+
 /// What to pull.
 #[derive(Debug, Clone)]
 pub struct PullRequest {
-    /// A catalog name, or an image source (`docker.io/library/debian:bookworm`,
-    /// `oci:DIR:TAG`, …).
-    pub reference: String,
+    /// The image.
+    pub image: PullSource,
     /// Store name; derived from the reference when `None`.
     pub name: Option<String>,
     /// Kernel to install; a catalog entry's kernel when `None`.
     pub kernel_ref: Option<String>,
-    /// Image size in bytes (default 1.5 × content, at least 1 GiB).
-    pub size: Option<u64>,
-    /// Registry, platform, cache and credential settings.
-    pub resolve: ResolveOptions,
-    /// What banger adds to the guest; `None` leaves the image as the layers
-    /// say. The kernel's modules are added to it here.
-    pub guest: Option<GuestSettings>,
-    /// Which of the kernel's modules to write (`None`: none).
-    pub modules: Option<ModuleSet>,
     /// Replace an existing image of the same name.
     pub force: bool,
-    /// Limits against tar bombs.
-    pub limits: Limits,
-    /// `SOURCE_DATE_EPOCH`.
-    pub source_date_epoch: Option<i64>,
+    /// Registry, platform, cache and credential settings, for the image and
+    /// the kernel.
+    pub resolve: ResolveOptions,
+    /// How to write the image. The kernel's modules are added to its guest
+    /// settings here.
+    pub write: WriteOptions,
+    /// Which of the kernel's modules to write (`None`: none).
+    pub modules: Option<ModuleSet>,
+    /// Where fetches (the kernel's too) and layers are reported.
+    pub progress: Progress,
 }
 
 /// What was pulled.
@@ -61,34 +89,41 @@ pub struct PullReport {
 
 /// Pulls `request` into the store under `state_dir`.
 pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullReport, StoreError> {
-    let catalog = Catalog::load()?;
-    let entry = catalog.get(&request.reference);
-    let source_text = entry.map_or(request.reference.as_str(), |e| e.source.as_str());
-    let source: ImageSource = source_text.parse()?;
-    let name = match (&request.name, entry) {
-        (Some(name), _) => name.clone(),
-        (None, Some(_)) => request.reference.clone(),
-        (None, None) => default_name(&source)?,
+    let PullRequest {
+        image: pulled,
+        name,
+        kernel_ref,
+        force,
+        resolve,
+        mut write,
+        modules,
+        progress,
+    } = request;
+    let entry = pulled.entry.as_ref();
+    let name = match (name, entry) {
+        (Some(name), _) => name,
+        (None, Some(_)) => pulled.reference.clone(),
+        (None, None) => default_name(&pulled.source)?,
     };
     validate_name(&name)?;
-    let kernel_ref = request
-        .kernel_ref
-        .clone()
-        .or_else(|| entry.and_then(|e| e.kernel.clone()));
+    let kernel_ref = kernel_ref.or_else(|| entry.and_then(|e| e.kernel.clone()));
 
     let mut store = Store::open_locked(state_dir)?;
-    store.check_free(Kind::Image, &name, request.force)?;
+    store.check_free(Kind::Image, &name, force)?;
+    let kernel_resolve = ResolveOptions {
+        progress: progress.fetch_hook(),
+        ..resolve.clone()
+    };
     let kernel = match &kernel_ref {
-        Some(r) => Some(kernel::ensure_kernel(&mut store, r, &request.resolve).await?),
+        Some(r) => Some(kernel::ensure_kernel(&mut store, r, &kernel_resolve).await?),
         None => None,
     };
-    let image = source::resolve(&source, &request.resolve).await?;
+    let image = pipeline::resolve(&pulled.source, &resolve, &progress).await?;
     let staging = store.stage(Kind::Image, &name)?;
     test_pause("staging");
 
     let rootfs = staging.path().join(ROOTFS_FILE);
-    let mut guest = request.guest.clone();
-    if let (Some(guest), Some(kernel), Some(set)) = (&mut guest, &kernel, request.modules) {
+    if let (Some(guest), Some(kernel), Some(set)) = (&mut write.guest, &kernel, modules) {
         if kernel.modules {
             let dir = store.layout().entry_dir(Kind::Kernel, &kernel.name);
             guest.modules = Some(ModulesPlan {
@@ -97,24 +132,7 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
             });
         }
     }
-    let rootfs_request = RootfsRequest {
-        source: source.clone(),
-        output: rootfs.clone(),
-        size: request.size,
-        resolve: request.resolve.clone(),
-        guest,
-        limits: request.limits.clone(),
-        source_date_epoch: request.source_date_epoch,
-    };
-    let blobs = match &source {
-        ImageSource::Registry(_) => cached_blobs(&request.resolve, &image),
-        _ => Vec::new(),
-    };
-    let (image, guest) = tokio::task::spawn_blocking(move || {
-        write_rootfs(image, &rootfs_request).map(|r| (r.image, r.guest))
-    })
-    .await
-    .map_err(|e| io_err("writing the rootfs")(std::io::Error::other(e.to_string())))??;
+    let report = pipeline::write(image, rootfs.clone(), write, progress).await?;
     test_pause("written");
     if let Some(kernel) = &kernel {
         kernel::install_into(&store, kernel, staging.path())?;
@@ -122,6 +140,10 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
     let size = std::fs::metadata(&rootfs)
         .map_err(io_err(format!("reading {}", rootfs.display())))?
         .len();
+    let image = report.image;
+    let mut blobs: Vec<String> = image.cache_blobs.iter().map(ToString::to_string).collect();
+    blobs.sort();
+    blobs.dedup();
     let record = ImageRecord {
         name: name.clone(),
         source: image.reference.clone(),
@@ -134,13 +156,13 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
         pull_id: unique_suffix(),
         blobs,
         config: Some(image.config.runtime.clone()),
-        guest: guest.as_ref().map(|g| g.record.clone()),
+        guest: report.guest.as_ref().map(|g| g.record.clone()),
     };
     store.publish_image(staging, &record)?;
     Ok(PullReport {
         dir: store.layout().entry_dir(Kind::Image, &name),
         record,
-        warnings: guest.map(|g| g.warnings).unwrap_or_default(),
+        warnings: report.guest.map(|g| g.warnings).unwrap_or_default(),
     })
 }
 
@@ -161,38 +183,4 @@ pub fn default_name(source: &ImageSource) -> Result<String, StoreError> {
             .into())
         }
     })
-}
-
-/// Every cache blob a registry image was resolved from: the manifest chain from
-/// the top-level digest down to the platform's manifest, the config and the layers.
-fn cached_blobs(opts: &ResolveOptions, image: &ResolvedImage) -> Vec<String> {
-    let mut blobs: Vec<Digest> = image
-        .layers
-        .iter()
-        .filter_map(|l| l.digest.clone())
-        .collect();
-    if let (Ok(cache), Some(top)) = (BlobCache::open(&opts.cache_dir), &image.manifest_digest) {
-        let mut next = Some(top.clone());
-        let mut depth = 0;
-        while let (Some(digest), true) = (next.take(), depth < 8) {
-            depth += 1;
-            let Some(bytes) = cache.get(&digest, None).and_then(|p| std::fs::read(p).ok()) else {
-                break;
-            };
-            blobs.push(digest);
-            match manifest::parse_manifest(&bytes, None, &image.reference) {
-                Ok(Manifest::Index(index)) => {
-                    next = manifest::select_platform(&index, &opts.platform, &image.reference)
-                        .ok()
-                        .and_then(|d| d.digest(&image.reference).ok());
-                }
-                Ok(Manifest::Image(m)) => blobs.extend(m.config.digest(&image.reference).ok()),
-                Err(_) => {}
-            }
-        }
-    }
-    let mut text: Vec<String> = blobs.iter().map(ToString::to_string).collect();
-    text.sort();
-    text.dedup();
-    text
 }

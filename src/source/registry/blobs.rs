@@ -11,7 +11,7 @@ use super::speed::SpeedGuard;
 use crate::cache::{BlobCache, InsertError};
 use crate::reference::Digest;
 use crate::source::manifest::Descriptor;
-use crate::source::{ProgressEvent, ResolveOptions, SourceError};
+use crate::source::{FetchEvent, ResolveOptions, SourceError};
 
 /// A download broken off mid-body restarts from scratch this many times.
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
@@ -88,7 +88,7 @@ pub(super) async fn ensure_blob(
     let digest = desc.digest(what)?;
     let cached = |cache: &BlobCache| {
         cache.get(&digest, Some(desc.size)).inspect(|_| {
-            opts.report(ProgressEvent::Cached {
+            opts.report(FetchEvent::Cached {
                 digest: digest.clone(),
                 size: desc.size,
             })
@@ -118,7 +118,7 @@ pub(super) async fn ensure_blob(
             }
             Err(e) => return Err(e),
             Ok(path) => {
-                opts.report(ProgressEvent::Downloaded {
+                opts.report(FetchEvent::Downloaded {
                     digest: digest.clone(),
                     size: desc.size,
                 });

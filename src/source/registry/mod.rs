@@ -91,6 +91,7 @@ pub async fn resolve(
         &what,
     )
     .await?;
+    let mut cache_blobs = vec![digest.clone()];
     let manifest_digest = Some(digest);
     let mut chosen_platform = None;
     let mut depth = 0;
@@ -107,6 +108,7 @@ pub async fn resolve(
                 let entry = manifest::select_platform(&index, &opts.platform, &what)?;
                 chosen_platform = entry.platform.clone().or(chosen_platform);
                 let digest = entry.digest(&what)?;
+                cache_blobs.push(digest.clone());
                 let expected = Some((digest.clone(), Some(entry.size)));
                 let media_type = Some(entry.media_type.clone()).filter(|m| !m.is_empty());
                 current = fetch_manifest(
@@ -139,6 +141,7 @@ pub async fn resolve(
             config_path.display()
         )))?;
     let config = manifest::parse_config(&config_bytes, &format!("{what}: config"))?;
+    cache_blobs.push(image.config.digest(&what)?);
     check_layer_count(image.layers.len(), &config, &what)?;
 
     let paths = download_layers(&client, &cache, &image.layers, opts, &what).await?;
@@ -159,12 +162,14 @@ pub async fn resolve(
             })
         })
         .collect::<Result<Vec<_>, SourceError>>()?;
+    cache_blobs.extend(layers.iter().filter_map(|l| l.digest.clone()));
     Ok(ResolvedImage {
         reference: what,
         manifest_digest,
         platform: chosen_platform.or_else(|| config.platform.clone()),
         config,
         layers,
+        cache_blobs,
     })
 }
 

@@ -1,37 +1,32 @@
-//! `banger rootfs`: one image source in, one ext4 file out.
-//!
-//! Layers stream from the cache through the flattener into the image
-//! builder, which writes file data straight to its final blocks; the tree
-//! that results is then given the guest agents and the builder writes the
-//! metadata. The output appears under its name only when complete.
+//! Writing a resolved image: layers stream through the flattener into the
+//! image builder, which writes file data straight to its final blocks; the
+//! tree that results is then given the guest agents and the builder writes
+//! the metadata. The output appears under its name only when complete.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use super::ids::{creation_time, FilesystemIds};
+use super::layers::{layers_ahead, open_layer, HashingReader, ProgressReader, READ_AHEAD_BUDGET};
+use super::progress::{Progress, ProgressEvent};
 use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
-use crate::ext4::tree::{Metadata, Timestamp};
+use crate::ext4::tree::Metadata;
 use crate::flatten::{FlattenError, FlattenErrorKind, Flattener, Limits, TarError};
 use crate::guest::modules::ModulesPlan;
 use crate::guest::{prepare_guest, GuestError, GuestOptions, GuestReport, InitChoice};
-use crate::layer::{verify_diff_id, StreamError};
-use crate::readahead::{ReadAhead, CHUNK};
-use crate::source::{self, ImageSource, ProgressEvent, ResolveOptions, ResolvedImage, SourceError};
+use crate::layer::StreamError;
+use crate::readahead::CHUNK;
+use crate::source::{ImageSource, LayerRef, ResolvedImage, SourceError};
 use crate::staged::StagedFile;
 
-/// What to build.
-#[derive(Debug, Clone)]
-pub struct RootfsRequest {
-    /// Where the image comes from.
-    pub source: ImageSource,
-    /// The ext4 file to write.
-    pub output: PathBuf,
+/// How to write an image (where is the caller's: a file of the user's, or
+/// a store's staging directory).
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
     /// Image size in bytes; default 1.5 × content, at least 1 GiB.
     pub size: Option<u64>,
-    /// Registry, platform and cache settings.
-    pub resolve: ResolveOptions,
     /// Make the image boot into a working guest (agents, init, kernel
     /// modules); `None` leaves the image as the layers say.
     pub guest: Option<GuestSettings>,
@@ -122,31 +117,20 @@ impl From<GuestError> for RootfsError {
     }
 }
 
-/// Resolves the source (downloading into the cache) and writes the image.
-pub async fn build_rootfs(request: RootfsRequest) -> Result<RootfsReport, RootfsError> {
-    check_output_path(&request.output, &request.source)?;
-    let image = source::resolve(&request.source, &request.resolve).await?;
-    tokio::task::spawn_blocking(move || write_rootfs(image, &request))
-        .await
-        .map_err(|join| RootfsError::Output {
-            context: "writing",
-            path: PathBuf::new(),
-            source: std::io::Error::other(join.to_string()),
-        })?
-}
-
-/// Writes a resolved image to `request.output`.
+/// Writes a resolved image to `output`, telling `progress` of each layer.
 pub fn write_rootfs(
     image: ResolvedImage,
-    request: &RootfsRequest,
+    output: &Path,
+    request: &WriteOptions,
+    progress: &Progress,
 ) -> Result<RootfsReport, RootfsError> {
     let output_error = |context, source| RootfsError::Output {
         context,
-        path: request.output.clone(),
+        path: output.to_path_buf(),
         source,
     };
-    let staged = StagedFile::create(&request.output)
-        .map_err(|e| output_error("creating a temporary file for", e))?;
+    let staged =
+        StagedFile::create(output).map_err(|e| output_error("creating a temporary file for", e))?;
     crate::store::test_pause("output-created");
     let handle = staged
         .file()
@@ -184,12 +168,12 @@ pub fn write_rootfs(
         let Some(reader) = opened.pop_front() else {
             break;
         };
-        request.resolve.report(ProgressEvent::Applying {
+        progress.report(ProgressEvent::Applying {
             index: layer.index + 1,
             count: image.layers.len(),
         });
         let mut reader = HashingReader {
-            inner: ProgressReader::new(reader, &request.resolve),
+            inner: ProgressReader::new(reader, progress),
             hasher: (layer.digest.is_none() && layer.diff_id.is_none()).then(Sha256::new),
         };
         flattener
@@ -199,7 +183,7 @@ pub fn write_rootfs(
             content_digests.push(hasher.finalize());
         }
     }
-    request.resolve.report(ProgressEvent::Finishing);
+    progress.report(ProgressEvent::Finishing);
     let mut tree = flattener.finish();
     let ids = FilesystemIds::derive(&image, &content_digests);
     builder.set_ids(ids.uuid, ids.hash_seed);
@@ -221,7 +205,7 @@ pub fn write_rootfs(
     staged
         .persist()
         .map_err(|e| output_error("publishing", e))?;
-    request.resolve.report(ProgressEvent::Done);
+    progress.report(ProgressEvent::Done);
     Ok(RootfsReport {
         image,
         summary,
@@ -230,7 +214,7 @@ pub fn write_rootfs(
 }
 
 /// The layer's name as the flattener's errors want it: they say `layer {label}`.
-fn flatten_label(layer: &crate::source::LayerRef) -> String {
+fn flatten_label(layer: &LayerRef) -> String {
     let name = layer.name();
     match name.strip_prefix("layer ") {
         Some(rest) => rest.to_owned(),
@@ -257,168 +241,6 @@ fn stream_or_flatten_error(error: FlattenError) -> RootfsError {
             entry,
             kind: FlattenErrorKind::Tar(TarError::Io(io)),
         }),
-    }
-}
-
-/// A layer's tar stream, decompressed on its own thread. The tar's diff_id
-/// is hashed here on the consumer's side: inflating and hashing the
-/// compressed bytes already keep that thread busy, and hashing the
-/// uncompressed bytes there too would make it the bottleneck.
-fn open_layer(
-    layer: &crate::source::LayerRef,
-    depth: usize,
-) -> Result<Box<dyn Read + Send>, RootfsError> {
-    let inflated = ReadAhead::with_depth(layer.open_unverified_tar()?, depth);
-    Ok(verify_diff_id(
-        Box::new(inflated),
-        layer.diff_id.clone(),
-        &layer.name(),
-    ))
-}
-
-/// Inflated bytes buffered between the layer threads and the flattener,
-/// all layers together: this bounds memory whatever the image.
-const READ_AHEAD_BUDGET: usize = 64 << 20;
-
-/// How many layers beyond the current one inflate at once: one per spare
-/// core, at least one (so the next layer starts while this one finishes).
-fn layers_ahead() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get().saturating_sub(1))
-        .clamp(1, 7)
-}
-
-/// Reports how much of a layer's tar has been read, in steps of a few MiB
-/// so the hook is not called for every small read.
-struct ProgressReader<'a, R> {
-    inner: R,
-    resolve: &'a ResolveOptions,
-    unreported: u64,
-}
-
-impl<'a, R> ProgressReader<'a, R> {
-    const STEP: u64 = 4 << 20;
-
-    fn new(inner: R, resolve: &'a ResolveOptions) -> Self {
-        Self {
-            inner,
-            resolve,
-            unreported: 0,
-        }
-    }
-}
-
-impl<R: Read> Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.unreported += n as u64;
-        if self.unreported >= Self::STEP || (n == 0 && self.unreported > 0) {
-            self.resolve.report(ProgressEvent::Applied {
-                bytes: self.unreported,
-            });
-            self.unreported = 0;
-        }
-        Ok(n)
-    }
-}
-
-/// Hashes what passes through, when asked to.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Sha256>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(hasher) = &mut self.hasher {
-            hasher.update(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
-
-/// The time banger writes for what it creates: `SOURCE_DATE_EPOCH` when
-/// set, else the image's creation time, else the epoch.
-fn creation_time(image: &ResolvedImage, source_date_epoch: Option<i64>) -> Timestamp {
-    let from_config = image
-        .config
-        .created
-        .as_deref()
-        .and_then(parse_rfc3339_seconds);
-    Timestamp::from_secs(source_date_epoch.or(from_config).unwrap_or(0))
-}
-
-/// Seconds of an RFC 3339 time such as `2024-05-01T12:34:56.789Z`.
-fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.get(..8)?.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let offset = match time
-        .get(8..)
-        .map(|rest| rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit()))
-    {
-        Some(zone) if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let h: i64 = zone.get(1..3)?.parse().ok()?;
-            let mi: i64 = zone.get(4..6)?.parse().ok()?;
-            sign * (h * 3600 + mi * 60)
-        }
-        _ => 0,
-    };
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
-}
-
-/// UUID and directory hash seed, derived from the image's content (never
-/// from where it was read) so that the same image always gives the same
-/// bytes and different images different UUIDs.
-struct FilesystemIds {
-    uuid: [u8; 16],
-    hash_seed: [u8; 16],
-}
-
-impl FilesystemIds {
-    /// From the manifest digest, else the layers' digests, with
-    /// `content_digests` (the sha256 of each layer that has no digest of its
-    /// own, in order) standing in for the missing ones.
-    fn derive(image: &ResolvedImage, content_digests: &[impl AsRef<[u8]>]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"banger rootfs ids\0");
-        match &image.manifest_digest {
-            Some(digest) => hasher.update(digest.to_string().as_bytes()),
-            None => {
-                let mut content = content_digests.iter();
-                for layer in &image.layers {
-                    match layer.digest.as_ref().or(layer.diff_id.as_ref()) {
-                        Some(d) => hasher.update(d.to_string().as_bytes()),
-                        None => {
-                            if let Some(sha) = content.next() {
-                                hasher.update(b"sha256:");
-                                hasher.update(hex::encode(sha).as_bytes());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let hash = hasher.finalize();
-        let mut uuid = [0u8; 16];
-        uuid.copy_from_slice(&hash[..16]);
-        // Mark it as an RFC 4122 name-based (version 8, custom) UUID.
-        uuid[6] = (uuid[6] & 0x0F) | 0x80;
-        uuid[8] = (uuid[8] & 0x3F) | 0x80;
-        let mut hash_seed = [0u8; 16];
-        hash_seed.copy_from_slice(&hash[16..32]);
-        Self { uuid, hash_seed }
     }
 }
 
@@ -480,28 +302,6 @@ mod tests {
     use super::*;
     use crate::reference::Digest;
 
-    #[test]
-    fn progress_reader_reports_every_byte_in_steps() {
-        use std::sync::{Arc, Mutex};
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut resolve = ResolveOptions::new(PathBuf::from("/nonexistent"));
-        let sink = Arc::clone(&seen);
-        resolve.progress = Some(Arc::new(move |event| {
-            if let ProgressEvent::Applied { bytes } = event {
-                sink.lock().unwrap().push(bytes);
-            }
-        }));
-        let data = vec![7u8; (10 << 20) + 5];
-        let mut reader = ProgressReader::new(data.as_slice(), &resolve);
-        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
-        let steps = seen.lock().unwrap().clone();
-        assert_eq!(steps.iter().sum::<u64>(), data.len() as u64);
-        assert!(
-            steps.len() <= 4,
-            "reported in a few steps, not per read: {steps:?}"
-        );
-    }
-
     /// An image of `tars` (lowest first) with the given diff_ids.
     fn image_of_layers(tars: Vec<(Vec<u8>, Digest)>) -> ResolvedImage {
         use crate::source::{BlobLocation, ImageConfig, LayerRef, OneShotReader};
@@ -523,6 +323,7 @@ mod tests {
             platform: None,
             config: ImageConfig::default(),
             layers,
+            cache_blobs: Vec::new(),
         }
     }
 
@@ -553,22 +354,19 @@ mod tests {
             .collect();
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("layers.ext4");
-        write_rootfs(image_of_layers(layers), &request(output.clone())).unwrap();
+        write(image_of_layers(layers), &output).unwrap();
         let fs = ext4_view::Ext4::load_from_path(&output).unwrap();
         let data = fs.read("/data").unwrap();
         assert_eq!(data, vec![b'a' + (count - 1) as u8; CHUNK + 1000]);
     }
 
-    fn request(output: PathBuf) -> RootfsRequest {
-        RootfsRequest {
-            source: ImageSource::DockerArchive(PathBuf::from("unused")),
-            output,
-            size: None,
-            resolve: ResolveOptions::new(PathBuf::from("/nonexistent")),
-            guest: None,
-            limits: Limits::default(),
+    /// Writes `image` to `output` as the layers say, at time 0.
+    fn write(image: ResolvedImage, output: &Path) -> Result<RootfsReport, RootfsError> {
+        let options = WriteOptions {
             source_date_epoch: Some(0),
-        }
+            ..WriteOptions::default()
+        };
+        write_rootfs(image, output, &options, &Progress::none())
     }
 
     #[test]
@@ -578,26 +376,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
 
         let good = dir.path().join("good.ext4");
-        write_rootfs(image_of(tar.clone(), right), &request(good.clone())).unwrap();
+        write(image_of(tar.clone(), right), &good).unwrap();
         assert!(good.is_file());
 
         let bad = dir.path().join("bad.ext4");
-        let err = write_rootfs(image_of(tar, wrong), &request(bad.clone())).unwrap_err();
+        let err = write(image_of(tar, wrong), &bad).unwrap_err();
         assert!(err.to_string().contains("diff_id"), "{err}");
         assert!(!bad.exists(), "a failed build leaves no output");
-    }
-
-    #[test]
-    fn rfc3339_times() {
-        assert_eq!(parse_rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339_seconds("2024-05-01T12:34:56.789Z"),
-            Some(1_714_566_896)
-        );
-        assert_eq!(
-            parse_rfc3339_seconds("2024-05-01T14:34:56+02:00"),
-            Some(1_714_566_896)
-        );
-        assert_eq!(parse_rfc3339_seconds("garbage"), None);
     }
 }
