@@ -281,19 +281,7 @@ pub(super) fn all_script(g: &mut Graph, max: &mut MaxOrder) {
         let Some(script) = g.dirs[d].script.clone() else {
             continue;
         };
-        for cur in 0..g.services.len() {
-            let cf = g.services[cur].flags;
-            let cd = g.services[cur].dir;
-            if cf & serv::DUPLET != 0
-                || g.dirs[d].stop.lvl & g.dirs[cd].stop.lvl == 0
-                || cur == s
-                || cf & serv::FIRST != 0
-            {
-                continue;
-            }
-            let name = g.services[cur].name.clone();
-            g.remember_req(s, req::SHLD | req::KILL, &name);
-        }
+        require_all_others(g, s, Mode::Stop, serv::FIRST, req::SHLD | req::KILL);
         set_order(g, &script, Mode::Stop, 1, false, max);
     }
     for s in 0..g.services.len() {
@@ -302,19 +290,27 @@ pub(super) fn all_script(g: &mut Graph, max: &mut MaxOrder) {
         if flags & serv::DUPLET != 0 || flags & serv::ALL == 0 || g.dirs[d].script.is_none() {
             continue;
         }
-        for cur in 0..g.services.len() {
-            let cf = g.services[cur].flags;
-            let cd = g.services[cur].dir;
-            if cf & serv::DUPLET != 0
-                || g.dirs[d].start.lvl & g.dirs[cd].start.lvl == 0
-                || cur == s
-                || cf & serv::ALL != 0
-            {
-                continue;
-            }
-            let name = g.services[cur].name.clone();
-            g.remember_req(s, req::SHLD, &name);
+        require_all_others(g, s, Mode::Start, serv::ALL, req::SHLD);
+    }
+}
+
+/// Gives `s` a `bits` requirement on every service sharing one of its
+/// `mode` runlevels, except duplets, itself and the other `$all` services
+/// of that phase (flagged `peer`).
+fn require_all_others(g: &mut Graph, s: usize, mode: Mode, peer: u16, bits: u16) {
+    let d = g.services[s].dir;
+    for cur in 0..g.services.len() {
+        let cf = g.services[cur].flags;
+        let cd = g.services[cur].dir;
+        if cf & serv::DUPLET != 0
+            || g.handle(d, mode).lvl & g.handle(cd, mode).lvl == 0
+            || cur == s
+            || cf & peer != 0
+        {
+            continue;
         }
+        let name = g.services[cur].name.clone();
+        g.remember_req(s, bits, &name);
     }
 }
 
