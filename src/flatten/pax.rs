@@ -70,6 +70,23 @@ pub(crate) struct SparseFields {
     pub(crate) map: Option<Vec<u64>>,
 }
 
+impl SparseFields {
+    /// Whether these records make the entry a GNU sparse file, as GNU tar
+    /// and Go's archive/tar decide: explicit 0.0/0.1/1.0 version records, or
+    /// a map without a version (formats 0.0 and 0.1).
+    pub(crate) fn is_sparse(&self) -> Result<bool, TarError> {
+        match (self.major.as_deref(), self.minor.as_deref()) {
+            (Some(b"0"), Some(b"0" | b"1")) | (Some(b"1"), Some(b"0")) => Ok(true),
+            (None, None) => Ok(self.map.is_some()),
+            (major, minor) => Err(TarError::InvalidSparse(format!(
+                "unknown GNU sparse format {}.{}",
+                String::from_utf8_lossy(major.unwrap_or_default()),
+                String::from_utf8_lossy(minor.unwrap_or_default())
+            ))),
+        }
+    }
+}
+
 impl PaxFields {
     /// Applies records in order. Global records never set the per-entry
     /// `path`, `linkpath`, `size` or sparse fields: a global value for those

@@ -276,7 +276,7 @@ impl<R: Read> TarReader<R> {
         self.padding = padding(archive_size);
         let (size, data_ranges) = if typeflag == b'S' {
             self.old_gnu_sparse(header, archive_size)?
-        } else if kind == EntryKind::Regular && is_pax_sparse(&pax)? {
+        } else if kind == EntryKind::Regular && pax.sparse.is_sparse()? {
             if let Some(name) = pax.sparse.name.take() {
                 path = name;
             }
@@ -462,22 +462,6 @@ impl<R: Read> Read for EntryData<'_, R> {
         reader.remaining -= n as u64;
         reader.offset += n as u64;
         Ok(n)
-    }
-}
-
-/// Detects a pax GNU sparse file and its format version, as GNU tar and
-/// Go's archive/tar do: explicit 0.0/0.1/1.0 version records, or a map
-/// without a version (formats 0.0 and 0.1).
-fn is_pax_sparse(pax: &PaxFields) -> Result<bool, TarError> {
-    let s = &pax.sparse;
-    match (s.major.as_deref(), s.minor.as_deref()) {
-        (Some(b"0"), Some(b"0" | b"1")) | (Some(b"1"), Some(b"0")) => Ok(true),
-        (None, None) => Ok(s.map.is_some()),
-        (major, minor) => Err(TarError::InvalidSparse(format!(
-            "unknown GNU sparse format {}.{}",
-            String::from_utf8_lossy(major.unwrap_or_default()),
-            String::from_utf8_lossy(minor.unwrap_or_default())
-        ))),
     }
 }
 
