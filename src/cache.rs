@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::io_error::{with_context, IoError};
 use crate::reference::Digest;
 
 /// Blobs being written are `.tmp-PID-RANDOM` beside the blobs.
@@ -27,13 +28,8 @@ pub struct BlobCache {
 #[derive(Debug, thiserror::Error)]
 pub enum InsertError {
     /// Writing, syncing or renaming failed.
-    #[error("{context}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The underlying error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The bytes do not have the declared length.
     #[error("blob {digest}: expected {expected} bytes, received {actual}")]
     Size {
@@ -55,8 +51,7 @@ pub enum InsertError {
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> InsertError {
-    let context = context.into();
-    move |source| InsertError::Io { context, source }
+    with_context(context)
 }
 
 impl BlobCache {
@@ -183,10 +178,7 @@ impl BlobWriter {
             .map_err(io_err(format!("syncing {temp_path}")))?;
         self.temp
             .persist(&self.final_path)
-            .map_err(|e| InsertError::Io {
-                context: format!("renaming {temp_path} into the cache"),
-                source: e.error,
-            })?;
+            .map_err(|e| io_err(format!("renaming {temp_path} into the cache"))(e.error))?;
         // Make the rename itself durable.
         if let Some(dir) = self.final_path.parent() {
             File::open(dir)

@@ -11,6 +11,7 @@ pub mod guest;
 pub mod initsys;
 pub mod inject;
 pub mod inspect;
+pub mod io_error;
 pub mod layer;
 pub mod modules;
 pub mod names;

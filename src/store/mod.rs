@@ -57,6 +57,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::BlobCache;
 use crate::catalog::CatalogError;
+use crate::io_error::{with_context, IoError};
 use crate::names::NameError;
 use crate::pipeline::RootfsError;
 use crate::reference::Digest;
@@ -148,14 +149,8 @@ pub enum StoreError {
         reason: String,
     },
     /// Local I/O failed.
-    #[error("{context}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The row of a published entry could not be written, so the publication was
     /// undone: the store is as it was before the command.
     #[error("{kind} {name:?} was not published: recording it failed")]
@@ -199,8 +194,7 @@ pub enum StoreError {
 
 /// Wraps an I/O error with what was being done.
 pub fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
-    let context = context.into();
-    move |source| StoreError::Io { context, source }
+    with_context(context)
 }
 
 /// Unix seconds now.

@@ -67,7 +67,7 @@ pub(super) async fn download_layers(
 /// bytes were not what the registry promised.
 pub(super) fn insert_error(error: InsertError, what: &str) -> SourceError {
     match error {
-        InsertError::Io { context, source } => SourceError::Io { context, source },
+        InsertError::Io(io) => SourceError::Io(io),
         other => SourceError::Corrupt {
             what: what.to_string(),
             reason: other.to_string(),

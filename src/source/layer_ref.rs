@@ -1,0 +1,114 @@
+//! One layer of a resolved image: where its blob is, and opening it as a
+//! verified tar stream.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{OneShotReader, SourceError};
+use crate::layer::{self, VerifyingReader};
+use crate::reference::Digest;
+
+/// Where a layer blob's bytes are.
+#[derive(Debug, Clone)]
+pub enum BlobLocation {
+    /// A whole file (cached blob, OCI layout blob or `tar:` file).
+    File(PathBuf),
+    /// A member of a tar archive, read in place.
+    Member {
+        /// The archive.
+        archive: PathBuf,
+        /// Byte offset of the member's data.
+        offset: u64,
+        /// Length of the member's data.
+        len: u64,
+    },
+    /// Standard input.
+    Stdin,
+    /// An injected one-shot reader.
+    Reader(OneShotReader),
+}
+
+/// Standard input holds one stream per process; a second open would read garbage.
+static STDIN_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// One layer of a resolved image.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    /// Position, 0 = lowest.
+    pub index: usize,
+    /// Digest of the blob as stored (compressed), when known.
+    pub digest: Option<Digest>,
+    /// Expected size of the stored blob, when known.
+    pub size: Option<u64>,
+    /// Digest of the uncompressed tar, when known.
+    pub diff_id: Option<Digest>,
+    /// The descriptor's media type (informational: compression is sniffed).
+    pub media_type: String,
+    /// Where the bytes are.
+    pub blob: BlobLocation,
+}
+
+impl LayerRef {
+    /// `layer 2 (sha256:abcdef012345)`, for messages.
+    pub fn name(&self) -> String {
+        match self.digest.as_ref().or(self.diff_id.as_ref()) {
+            Some(digest) => format!("layer {} ({})", self.index, digest.short()),
+            None => format!("layer {}", self.index),
+        }
+    }
+
+    /// The decompressed tar stream. The stored blob's digest and size are verified as
+    /// it is read, and the tar's diff_id at EOF; a mismatch is an `InvalidData` error.
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, SourceError> {
+        Ok(layer::verify_diff_id(
+            self.open_unverified_tar()?,
+            self.diff_id.clone(),
+            &self.name(),
+        ))
+    }
+
+    /// The decompressed tar stream with the stored blob verified, but not the
+    /// tar's diff_id: the caller checks that (with [`layer::verify_diff_id`]),
+    /// on another thread than the decompression if it likes.
+    pub fn open_unverified_tar(&self) -> Result<Box<dyn Read + Send>, SourceError> {
+        let name = self.name();
+        let io_err = SourceError::io;
+        let raw: Box<dyn Read + Send> = match &self.blob {
+            BlobLocation::File(path) => Box::new(
+                File::open(path).map_err(io_err(format!("{name}: opening {}", path.display())))?,
+            ),
+            BlobLocation::Member {
+                archive,
+                offset,
+                len,
+            } => {
+                let mut file = File::open(archive)
+                    .map_err(io_err(format!("{name}: opening {}", archive.display())))?;
+                file.seek(SeekFrom::Start(*offset))
+                    .map_err(io_err(format!("{name}: seeking in {}", archive.display())))?;
+                Box::new(file.take(*len))
+            }
+            BlobLocation::Stdin => {
+                if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
+                    return Err(SourceError::AlreadyConsumed { what: name });
+                }
+                Box::new(io::stdin())
+            }
+            BlobLocation::Reader(reader) => reader
+                .take()
+                .ok_or_else(|| SourceError::AlreadyConsumed { what: name.clone() })?,
+        };
+        let raw: Box<dyn Read + Send> = match &self.digest {
+            Some(digest) => Box::new(VerifyingReader::new(
+                raw,
+                digest.clone(),
+                self.size,
+                format!("{name}: stored blob"),
+            )),
+            None => raw,
+        };
+        layer::decoder(raw, &name).map_err(io_err(format!("{name}: reading")))
+    }
+}
