@@ -179,14 +179,10 @@ fn image_layers(tag: &str) -> Vec<LayerSpec> {
 }
 
 /// Pushes a small two-layer image to `repo:tag`.
-fn push_image(registry: &TestRegistry, work: &Path, repo: &str, tag: &str) {
+fn push_image(registry: &TestRegistry, work: &Path, repo: &str, tag: &str) -> String {
     let dir = work.join(format!("layout-{}-{tag}", repo.replace('/', "-")));
-    build_layout(
-        &dir,
-        tag,
-        &[ImageSpec::new("linux/amd64", image_layers(tag))],
-    );
-    registry.push(&dir, tag, repo, &[]);
+    let images = [ImageSpec::new("linux/amd64", image_layers(tag))];
+    registry.push_images(&dir, repo, tag, &images, &[]).1
 }
 
 /// Pushes a kernel artifact (vmlinux, initrd, modules) to `repo:tag`.
@@ -222,9 +218,8 @@ fn pull_list_show_force_rm_and_prune() {
         return;
     };
     let env = Env::new();
-    push_image(&registry, env.dir.path(), "team/img", "v1");
-    push_image(&registry, env.dir.path(), "team/other", "v2");
-    let img = format!("{}/team/img:v1", registry.host());
+    let img = push_image(&registry, env.dir.path(), "team/img", "v1");
+    let other = push_image(&registry, env.dir.path(), "team/other", "v2");
 
     let (_, stderr) = env.ok(&["image", "pull", &img]);
     assert!(
@@ -261,7 +256,6 @@ fn pull_list_show_force_rm_and_prune() {
     assert!(bad.contains("letter or digit"), "{bad}");
     env.fails(&["image", "pull", &img, "--name", "a/b"], 2);
 
-    let other = format!("{}/team/other:v2", registry.host());
     env.ok(&["image", "pull", &other, "--name", "other", "--quiet"]);
     assert_eq!(env.list(), ["img-v1", "other"]);
     let other_blobs = env.json(&["image", "show", "other", "--json"])["blobs"].clone();
@@ -314,14 +308,14 @@ fn catalog_entries_pull_their_image_and_kernel_artifact() {
         return;
     };
     let mut env = Env::new();
-    push_image(&registry, env.dir.path(), "library/tiny", "1.0");
+    let tiny = push_image(&registry, env.dir.path(), "library/tiny", "1.0");
     let modules = push_kernel(&registry, "kernels/linux", "6.1");
     let catalog = env.dir.path().join("catalog.json");
     std::fs::write(
         &catalog,
         serde_json::json!({"version": 1, "images": {
-            "tiny-1.0": {"source": format!("{}/library/tiny:1.0", registry.host()), "kernel": "k61"},
-            "broken": {"source": format!("{}/library/tiny:1.0", registry.host()), "kernel": "not-a-kernel"},
+            "tiny-1.0": {"source": tiny, "kernel": "k61"},
+            "broken": {"source": tiny, "kernel": "not-a-kernel"},
         }})
         .to_string(),
     )
@@ -331,7 +325,7 @@ fn catalog_entries_pull_their_image_and_kernel_artifact() {
         &kernels,
         serde_json::json!({"version": 1, "kernels": {
             "k61": {"source": format!("{}/kernels/linux:6.1", registry.host())},
-            "not-a-kernel": {"source": format!("{}/library/tiny:1.0", registry.host())},
+            "not-a-kernel": {"source": tiny},
         }})
         .to_string(),
     )
@@ -523,8 +517,7 @@ fn sigkill_during_pull_leaves_no_half_image() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    push_image(&registry, work.path(), "team/img", "v1");
-    let img = format!("{}/team/img:v1", registry.host());
+    let img = push_image(&registry, work.path(), "team/img", "v1");
     let cache = work.path().join("shared-cache");
     for (point, published) in [
         ("staging", false),
@@ -565,8 +558,7 @@ fn sigkill_during_rm_and_force_keeps_record_and_directory_together() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    push_image(&registry, work.path(), "team/img", "v1");
-    let img = format!("{}/team/img:v1", registry.host());
+    let img = push_image(&registry, work.path(), "team/img", "v1");
     let cache = work.path().join("shared-cache");
 
     for point in ["rm-tombstone", "rm-committed"] {

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use banger_testkit::assert_fsck_clean;
-use support::oci::{build_layout, Comp, ImageSpec, LayerSpec};
+use support::oci::{Comp, ImageSpec, LayerSpec};
 use support::registry::TestRegistry;
 
 struct Work {
@@ -168,9 +168,8 @@ fn registry_with_image(work: &Work, test: &str) -> Option<(TestRegistry, String)
         ),
         LayerSpec::new(Comp::Zstd, &[("etc/hostname", b"interrupted\n")]),
     ];
-    build_layout(&layout, "v1", &[ImageSpec::new("linux/amd64", layers)]);
-    registry.push(&layout, "v1", "repo", &[]);
-    let reference = format!("{}/repo:v1", registry.host());
+    let images = [ImageSpec::new("linux/amd64", layers)];
+    let (_, reference) = registry.push_images(&layout, "repo", "v1", &images, &[]);
     Some((registry, reference))
 }
 

@@ -4,7 +4,7 @@ mod support;
 
 use banger::source::{resolve, FetchEvent, ImageSource};
 use std::sync::{Arc, Mutex};
-use support::oci::{build_layout, Comp, ImageSpec, LayerSpec};
+use support::oci::{Comp, ImageSpec, LayerSpec};
 use support::registry::TestRegistry;
 use support::{cache_entries, options, read_layers};
 
@@ -31,22 +31,20 @@ async fn case_39_oci_manifest_with_gzip_zstd_and_plain_layers() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let layout = build_layout(
+    let (layout, reference) = registry.push_images(
         &work.path().join("layout"),
+        "test/oci",
         "v1",
         &[ImageSpec::new("linux/amd64", three_layers())],
+        &[],
     );
-    registry.push(&layout.dir, "v1", "test/oci", &[]);
 
     let cache = work.path().join("cache");
-    let image = resolve(
-        &source(&format!("{}/test/oci:v1", registry.host())),
-        &options(&cache),
-    )
-    .await
-    .unwrap();
+    let image = resolve(&source(&reference), &options(&cache))
+        .await
+        .unwrap();
     let built = &layout.images[0];
-    assert_eq!(image.reference, format!("{}/test/oci:v1", registry.host()));
+    assert_eq!(image.reference, reference);
     // skopeo re-serialises the manifest, so its digest differs from the layout's.
     assert!(image.manifest_digest.is_some());
     assert_eq!(image.layers.len(), 3);
@@ -86,19 +84,17 @@ async fn case_39_docker_schema2_manifest() {
         LayerSpec::new(Comp::Gzip, &[("a", b"first")]),
         LayerSpec::new(Comp::Gzip, &[("b", b"second")]),
     ];
-    let layout = build_layout(
+    let (layout, reference) = registry.push_images(
         &work.path().join("layout"),
+        "test/v2s2",
         "v1",
         &[ImageSpec::new("linux/amd64", layers)],
+        &["--format", "v2s2"],
     );
-    registry.push(&layout.dir, "v1", "test/v2s2", &["--format", "v2s2"]);
 
-    let image = resolve(
-        &source(&format!("{}/test/v2s2:v1", registry.host())),
-        &options(&work.path().join("c")),
-    )
-    .await
-    .unwrap();
+    let image = resolve(&source(&reference), &options(&work.path().join("c")))
+        .await
+        .unwrap();
     assert!(image
         .layers
         .iter()
@@ -112,8 +108,9 @@ async fn case_38_two_platform_index_picks_amd64() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let layout = build_layout(
+    let (layout, reference) = registry.push_images(
         &work.path().join("layout"),
+        "test/multi",
         "multi",
         &[
             ImageSpec::new(
@@ -125,9 +122,9 @@ async fn case_38_two_platform_index_picks_amd64() {
                 vec![LayerSpec::new(Comp::Gzip, &[("arch", b"amd64")])],
             ),
         ],
+        &["--all"],
     );
-    registry.push(&layout.dir, "multi", "test/multi", &["--all"]);
-    let src = source(&format!("{}/test/multi:multi", registry.host()));
+    let src = source(&reference);
 
     let mut opts = options(&work.path().join("c"));
     let image = resolve(&src, &opts).await.unwrap();
@@ -154,20 +151,18 @@ async fn case_44_cached_image_resolves_by_digest_with_the_registry_gone() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let layout = build_layout(
+    let (layout, reference) = registry.push_images(
         &work.path().join("layout"),
+        "test/cached",
         "v1",
         &[ImageSpec::new("linux/amd64", three_layers())],
+        &[],
     );
-    registry.push(&layout.dir, "v1", "test/cached", &[]);
     let cache = work.path().join("cache");
 
-    let first = resolve(
-        &source(&format!("{}/test/cached:v1", registry.host())),
-        &options(&cache),
-    )
-    .await
-    .unwrap();
+    let first = resolve(&source(&reference), &options(&cache))
+        .await
+        .unwrap();
     let digest = first.manifest_digest.clone().unwrap();
     registry.stop();
 
@@ -191,11 +186,7 @@ async fn case_44_cached_image_resolves_by_digest_with_the_registry_gone() {
         "{events:?}"
     );
     // By tag the registry must be asked (tags move), and it is gone.
-    let by_tag = resolve(
-        &source(&format!("{}/test/cached:v1", registry.host())),
-        &options(&cache),
-    )
-    .await;
+    let by_tag = resolve(&source(&reference), &options(&cache)).await;
     assert!(by_tag.is_err());
 }
 
@@ -214,14 +205,14 @@ fn case_44_two_concurrent_pulls_both_succeed_with_one_copy() {
         LayerSpec::new(Comp::Gzip, &[("big", &big[..])]),
         LayerSpec::new(Comp::Zstd, &[("small", b"s")]),
     ];
-    let layout = build_layout(
+    let (layout, reference) = registry.push_images(
         &work.path().join("layout"),
+        "test/race",
         "v1",
         &[ImageSpec::new("linux/amd64", layers)],
+        &[],
     );
-    registry.push(&layout.dir, "v1", "test/race", &[]);
     let cache = work.path().join("cache");
-    let reference = format!("{}/test/race:v1", registry.host());
 
     // Separate threads with separate runtimes: only the file locks coordinate them.
     let pulls: Vec<_> = (0..2)
@@ -256,15 +247,12 @@ async fn case_35_diff_id_mismatch_fails_when_the_layer_is_read() {
     let work = tempfile::tempdir().unwrap();
     let mut spec = ImageSpec::new("linux/amd64", three_layers());
     spec.bad_last_diff_id = true;
-    let layout = build_layout(&work.path().join("layout"), "v1", &[spec]);
-    registry.push(&layout.dir, "v1", "test/liar", &[]);
+    let (_, reference) =
+        registry.push_images(&work.path().join("layout"), "test/liar", "v1", &[spec], &[]);
 
-    let image = resolve(
-        &source(&format!("{}/test/liar:v1", registry.host())),
-        &options(&work.path().join("c")),
-    )
-    .await
-    .unwrap();
+    let image = resolve(&source(&reference), &options(&work.path().join("c")))
+        .await
+        .unwrap();
     let err = read_layers(&image).unwrap_err();
     assert!(
         err.contains("layer 2 (sha256:") && err.contains("diff_id"),

@@ -507,38 +507,35 @@ fn assert_failed(output: &Output, img: &Path, needles: &[&str]) -> String {
     line.to_owned()
 }
 
-/// An OCI layout of `layers` (compressed as `comps`) under tag `tag`.
-fn layout_of(dir: &Path, tag: &str, layers: &[Vec<u8>], comps: &[Comp]) -> support::oci::Layout {
+/// An amd64 image of `layers`, compressed as `comps`.
+fn amd64_image(layers: &[Vec<u8>], comps: &[Comp]) -> ImageSpec {
+    image_spec("linux/amd64", layers, comps.iter().copied())
+}
+
+fn image_spec(platform: &str, layers: &[Vec<u8>], comps: impl Iterator<Item = Comp>) -> ImageSpec {
     let specs = layers
         .iter()
         .zip(comps)
-        .map(|(tar, comp)| LayerSpec::from_tar(*comp, tar.clone()))
+        .map(|(tar, comp)| LayerSpec::from_tar(comp, tar.clone()))
         .collect();
-    build_layout(dir, tag, &[ImageSpec::new("linux/amd64", specs)])
+    ImageSpec::new(platform, specs)
 }
 
-/// The two-platform layout: the rich image for amd64, a one-layer one for arm64.
-fn two_platform_layout(dir: &Path, tag: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// An OCI layout of `layers` (compressed as `comps`) under tag `tag`.
+fn layout_of(dir: &Path, tag: &str, layers: &[Vec<u8>], comps: &[Comp]) -> support::oci::Layout {
+    build_layout(dir, tag, &[amd64_image(layers, comps)])
+}
+
+/// The two-platform image: the rich image for amd64 (gzip), a one-layer one
+/// for arm64 (zstd). Returns both layer lists and the index's images.
+fn two_platform_images() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, [ImageSpec; 2]) {
     let amd64 = rich_layers();
     let arm64 = vec![base_layer("arm64")];
-    let spec = |layers: &[Vec<u8>], platform: &str, comp| {
-        ImageSpec::new(
-            platform,
-            layers
-                .iter()
-                .map(|t| LayerSpec::from_tar(comp, t.clone()))
-                .collect(),
-        )
-    };
-    build_layout(
-        dir,
-        tag,
-        &[
-            spec(&arm64, "linux/arm64/v8", Comp::Zstd),
-            spec(&amd64, "linux/amd64", Comp::Gzip),
-        ],
-    );
-    (amd64, arm64)
+    let images = [
+        image_spec("linux/arm64/v8", &arm64, std::iter::repeat(Comp::Zstd)),
+        image_spec("linux/amd64", &amd64, std::iter::repeat(Comp::Gzip)),
+    ];
+    (amd64, arm64, images)
 }
 
 // ------------------------------------------------------------ transports
@@ -552,14 +549,13 @@ fn registry_oci_manifest_gzip_and_zstd_layers_with_agents() {
     };
     let work = Work::new();
     let layers = rich_layers();
-    let layout = layout_of(
+    let (layout, reference) = registry.push_images(
         &work.path("layout"),
+        "e2e/rich",
         "v1",
-        &layers,
-        &[Comp::Gzip, Comp::Zstd, Comp::Gzip],
+        &[amd64_image(&layers, &[Comp::Gzip, Comp::Zstd, Comp::Gzip])],
+        &[],
     );
-    registry.push(&layout.dir, "v1", "e2e/rich", &[]);
-    let reference = format!("{}/e2e/rich:v1", registry.host());
 
     let expected = expected_tree(&layers, Some(OCI_INIT_JSON));
     let (img, output) = work.rootfs(&reference, "rich.ext4", &[], None);
@@ -606,9 +602,14 @@ fn registry_docker_schema2_gzip_layers_no_agents() {
     };
     let work = Work::new();
     let layers = rich_layers();
-    let layout = layout_of(&work.path("layout"), "v2", &layers, &[Comp::Gzip; 3]);
-    registry.push(&layout.dir, "v2", "e2e/v2s2", &["--format", "v2s2"]);
-    let reference = format!("docker://{}/e2e/v2s2:v2", registry.host());
+    let (_, reference) = registry.push_images(
+        &work.path("layout"),
+        "e2e/v2s2",
+        "v2",
+        &[amd64_image(&layers, &[Comp::Gzip; 3])],
+        &["--format", "v2s2"],
+    );
+    let reference = format!("docker://{reference}");
 
     let (img, output) = work.rootfs(
         &reference,
@@ -625,9 +626,14 @@ fn registry_two_platform_index() {
         return;
     };
     let work = Work::new();
-    let (amd64, arm64) = two_platform_layout(&work.path("layout"), "multi");
-    registry.push(&work.path("layout"), "multi", "e2e/multi", &["--all"]);
-    let reference = format!("{}/e2e/multi:multi", registry.host());
+    let (amd64, arm64, images) = two_platform_images();
+    let (_, reference) = registry.push_images(
+        &work.path("layout"),
+        "e2e/multi",
+        "multi",
+        &images,
+        &["--all"],
+    );
 
     let (img, output) = work.rootfs(
         &reference,
@@ -986,7 +992,7 @@ fn schema1_manifest_is_a_clear_error() {
 #[test]
 fn unknown_platform_lists_what_exists() {
     let work = Work::new();
-    two_platform_layout(&work.path("layout"), "multi");
+    build_layout(&work.path("layout"), "multi", &two_platform_images().2);
     let source = format!("oci:{}:multi", work.path("layout").display());
     let (img, output) = work.rootfs(&source, "p.ext4", &["--platform", "linux/riscv64"], None);
     assert_failed(

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::oci::{build_layout, ImageSpec, Layout};
+
 fn have(binary: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {binary}")])
@@ -92,6 +94,22 @@ impl TestRegistry {
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Builds an OCI layout of `images` (more than one makes an index) in `dir`,
+    /// pushes it as `repo:tag` with extra skopeo `flags`, and returns the layout
+    /// and the reference to pull, `HOST/repo:tag`. Every test's set-up.
+    pub fn push_images(
+        &self,
+        dir: &Path,
+        repo: &str,
+        tag: &str,
+        images: &[ImageSpec],
+        flags: &[&str],
+    ) -> (Layout, String) {
+        let layout = build_layout(dir, tag, images);
+        self.push(&layout.dir, tag, repo, flags);
+        (layout, format!("{}/{repo}:{tag}", self.host()))
     }
 
     /// Pushes `layout:tag` to `repo:tag` with extra skopeo flags (`--format v2s2`, `--all`).
