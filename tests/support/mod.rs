@@ -46,3 +46,21 @@ pub fn cache_entries(cache: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// An error with its causes, `: `-joined, as the CLI prints it.
+pub fn message(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// Asserts that an error's `text` mentions every one of `needles`.
+#[track_caller]
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
+    assert!(missing.is_empty(), "{text:?} does not mention {missing:?}");
+}
