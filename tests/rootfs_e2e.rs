@@ -1,8 +1,8 @@
 //! End-to-end acceptance tests of `banger rootfs`: the real binary, every
 //! transport, judged by `e2fsck -fn` and a full read-back against what the
-//! flattened layers say (the same layers flattened independently into a
-//! `MemoryStore` tree), plus a real Debian rootfs through a real registry
-//! and the errors bad input must give.
+//! layers mean (trees written by hand, entry by entry, with the documented
+//! agent files), plus a real Debian rootfs through a real registry and the
+//! errors bad input must give.
 
 mod support;
 
@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use banger::ext4::tree::{FileContent, MemoryStore, Metadata, NodeId, NodeKind, Timestamp, Tree};
-use banger::flatten::{Flattener, Limits};
-use banger::inject::{inject_agents, InjectOptions, INIT_BINARY};
+use banger::ext4::tree::{DeviceNumber, FileContent, Metadata, NodeId, NodeKind, Timestamp, Tree};
+use banger::inject::{AGENT_BINARY, INIT_BINARY};
 use banger_testkit::debugfs::{parse_stat, run_batch};
 use banger_testkit::{assert_fsck_clean, assert_image_matches_tree, CompareOptions};
 use sha2::{Digest as _, Sha256};
@@ -300,47 +299,333 @@ const OCI_INIT_JSON: &str = concat!(
 /// The same for a `tar:` source, which has no config.
 const TAR_INIT_JSON: &str = "{\"vsock_port\":52}\n";
 
-/// What the flattened layers say: the same tars flattened independently into
-/// memory, then, with `init_json`, what `banger rootfs` adds to an image
-/// without an init: the agents, banger's init as `/sbin/init` and its
-/// configuration.
-fn expected_tree(layers: &[Vec<u8>], init_json: Option<&str>) -> Tree {
-    let time = Timestamp::from_secs(EPOCH);
-    let mut store = MemoryStore;
-    let mut flattener = Flattener::new(&mut store, Limits::default(), Metadata::new(0o755, time));
-    for (i, tar) in layers.iter().enumerate() {
-        flattener
-            .apply_layer(&format!("expected {i}"), &tar[..])
-            .expect("the test's own layers flatten");
+/// An image's tree written by hand, entry by entry, as the layer tars above
+/// mean it after whiteouts: every entry the tars name has their metadata
+/// (all at `MTIME`); a parent no entry names is root-owned 0755 at the time
+/// of the entry that needs it; the root is 0755 at `EPOCH`. Nothing of
+/// banger's flattener or agent injection is used to build it.
+struct Expected(Tree);
+
+impl Expected {
+    fn new() -> Self {
+        Self(Tree::new(Metadata::new(0o755, Timestamp::from_secs(EPOCH))))
     }
-    let mut tree = flattener.finish();
-    if let Some(init_json) = init_json {
-        inject_agents(&mut tree, &InjectOptions::new(time)).expect("inject");
-        let dir = Metadata::new(0o755, time);
-        let mut put = |path: &str, kind: NodeKind, mode: u16| {
-            let parent = tree
-                .resolve_parent(path.as_bytes(), Some(&dir))
-                .expect("parent");
-            let node = tree.add(kind, Metadata::new(mode, time));
-            tree.link(parent.parent, &parent.name, node).expect("link");
+
+    /// Metadata as a tar header of the tests gives it.
+    fn meta(mode: u16, uid: u32, gid: u32) -> Metadata {
+        let mut meta = Metadata::new(mode, Timestamp::from_secs(MTIME as i64));
+        meta.uid = uid;
+        meta.gid = gid;
+        meta
+    }
+
+    fn put(&mut self, path: &str, kind: NodeKind, meta: Metadata) -> &mut Self {
+        let implied = Metadata::new(0o755, meta.mtime);
+        let slot = self
+            .0
+            .resolve_parent(format!("/{path}").as_bytes(), Some(&implied))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let node = self.0.add(kind, meta);
+        self.0
+            .link(slot.parent, &slot.name, node)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        self
+    }
+
+    fn dir(&mut self, path: &str, mode: u16) -> &mut Self {
+        self.dir_owned(path, mode, 0, 0)
+    }
+
+    fn dir_owned(&mut self, path: &str, mode: u16, uid: u32, gid: u32) -> &mut Self {
+        let kind = NodeKind::Directory(Default::default());
+        self.put(path, kind, Self::meta(mode, uid, gid))
+    }
+
+    fn file(&mut self, path: &str, mode: u16, data: &[u8]) -> &mut Self {
+        self.file_owned(path, mode, 0, 0, data)
+    }
+
+    fn file_owned(&mut self, path: &str, mode: u16, uid: u32, gid: u32, data: &[u8]) -> &mut Self {
+        let kind = NodeKind::File(FileContent::from_bytes(data.to_vec()));
+        self.put(path, kind, Self::meta(mode, uid, gid))
+    }
+
+    fn file_xattrs(
+        &mut self,
+        path: &str,
+        mode: u16,
+        data: &[u8],
+        xattrs: &[(&str, &[u8])],
+    ) -> &mut Self {
+        let mut meta = Self::meta(mode, 0, 0);
+        for (name, value) in xattrs {
+            meta.xattrs.insert(name.as_bytes().to_vec(), value.to_vec());
+        }
+        let kind = NodeKind::File(FileContent::from_bytes(data.to_vec()));
+        self.put(path, kind, meta)
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
+        let kind = NodeKind::Symlink(target.as_bytes().to_vec());
+        self.put(path, kind, Self::meta(0o777, 0, 0))
+    }
+
+    /// `path` names the node at `target` too.
+    fn hardlink(&mut self, path: &str, target: &str) -> &mut Self {
+        let node = self
+            .0
+            .lookup_path(format!("/{target}").as_bytes())
+            .unwrap_or_else(|| panic!("{target} is missing"));
+        let slot = self
+            .0
+            .resolve_parent(format!("/{path}").as_bytes(), None)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        self.0
+            .link(slot.parent, &slot.name, node)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        self
+    }
+
+    fn device(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u16,
+        gid: u32,
+        dev: (u32, u32),
+    ) -> &mut Self {
+        let number = DeviceNumber {
+            major: dev.0,
+            minor: dev.1,
         };
-        put(
-            "/usr/local/sbin/banger-init",
-            NodeKind::File(FileContent::from_bytes(INIT_BINARY)),
-            0o755,
-        );
-        put(
-            "/etc/banger/init.json",
-            NodeKind::File(FileContent::from_bytes(init_json.as_bytes().to_vec())),
-            0o644,
-        );
-        put(
-            "/sbin/init",
-            NodeKind::Symlink(b"/usr/local/sbin/banger-init".to_vec()),
-            0o777,
-        );
+        let kind = match kind {
+            tar::EntryType::Char => NodeKind::CharDevice(number),
+            _ => NodeKind::BlockDevice(number),
+        };
+        self.put(path, kind, Self::meta(mode, 0, gid))
     }
-    tree
+
+    fn fifo(&mut self, path: &str) -> &mut Self {
+        self.put(path, NodeKind::Fifo, Self::meta(0o600, 0, 0))
+    }
+
+    /// What `banger rootfs` adds to an image without an init, root-owned at
+    /// `EPOCH`: the agent files listed in docs (src/inject.rs's table), with
+    /// the assets' bytes, banger's init as `/sbin/init` and its `init_json`.
+    fn with_agents(&mut self, init_json: &str) -> &mut Self {
+        let owned = |mode| Metadata::new(mode, Timestamp::from_secs(EPOCH));
+        let file = |bytes: &[u8]| NodeKind::File(FileContent::from_bytes(bytes.to_vec()));
+        let link = |target: &str| NodeKind::Symlink(target.as_bytes().to_vec());
+        let agent_unit = include_str!("../assets/systemd/banger-vsock-agent.service")
+            .replace("@VSOCK_PORT@", "52");
+        self.put(
+            "usr/local/bin/banger-vsock-agent",
+            file(AGENT_BINARY),
+            owned(0o755),
+        )
+        .put(
+            "usr/local/lib/banger/banger-network.sh",
+            file(include_bytes!("../assets/banger-network.sh")),
+            owned(0o755),
+        )
+        .put(
+            "usr/local/lib/banger/first-boot.sh",
+            file(include_bytes!("../assets/first-boot.sh")),
+            owned(0o755),
+        )
+        .put(
+            "etc/systemd/system/banger-vsock-agent.service",
+            file(agent_unit.as_bytes()),
+            owned(0o644),
+        )
+        .put(
+            "etc/systemd/system/banger-network.service",
+            file(include_bytes!("../assets/systemd/banger-network.service")),
+            owned(0o644),
+        )
+        .put(
+            "etc/systemd/system/banger-first-boot.service",
+            file(include_bytes!(
+                "../assets/systemd/banger-first-boot.service"
+            )),
+            owned(0o644),
+        )
+        .put(
+            "etc/modules-load.d/banger-vsock.conf",
+            file(include_bytes!("../assets/modules-load.conf")),
+            owned(0o644),
+        )
+        .put("var/lib/banger/first-boot-pending", file(b""), owned(0o644));
+        for unit in [
+            "banger-vsock-agent.service",
+            "banger-network.service",
+            "banger-first-boot.service",
+        ] {
+            self.put(
+                &format!("etc/systemd/system/multi-user.target.wants/{unit}"),
+                link(&format!("/etc/systemd/system/{unit}")),
+                owned(0o777),
+            );
+        }
+        self.put(
+            "usr/local/sbin/banger-init",
+            file(INIT_BINARY),
+            owned(0o755),
+        )
+        .put(
+            "etc/banger/init.json",
+            file(init_json.as_bytes()),
+            owned(0o644),
+        )
+        .put(
+            "sbin/init",
+            link("/usr/local/sbin/banger-init"),
+            owned(0o777),
+        )
+    }
+
+    fn tree(&self) -> Tree {
+        self.0.clone()
+    }
+}
+
+/// [`base_layer`] alone.
+fn base_expected(arch: &str) -> Expected {
+    let mut e = Expected::new();
+    e.dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .hardlink("etc/passwd-", "etc/passwd")
+        .file("etc/group", 0o644, b"root:x:0:\nshadow:x:42:\ntty:x:5:\n")
+        .file_owned("etc/shadow", 0o640, 0, 42, b"root:*:19000:0:99999:7:::\n")
+        .file("etc/motd", 0o644, b"to be whited out\n")
+        .file("etc/arch", 0o644, arch.as_bytes())
+        .dir("usr", 0o755)
+        .dir("usr/bin", 0o755)
+        .file("usr/bin/su", 0o4755, &noise(3000, 1))
+        .file_owned("usr/bin/wall", 0o2755, 0, 5, &noise(1000, 2))
+        .file_xattrs(
+            "usr/bin/ping",
+            0o755,
+            &noise(5000, 3),
+            &[
+                ("security.capability", &net_raw_capability()),
+                ("user.origin", b"e2e test"),
+            ],
+        )
+        .file("usr/bin/gunzip", 0o755, b"#!/bin/sh\nexec gzip -d \"$@\"\n")
+        .hardlink("usr/bin/uncompress", "usr/bin/gunzip")
+        .symlink("usr/bin/sh", "dash")
+        .file("usr/bin/dash", 0o755, &noise(2000, 4))
+        .dir("usr/lib", 0o755)
+        .file("usr/lib/libbig.so.1", 0o644, &noise(300_000, 5))
+        .symlink("usr/lib/libbig.so", "/usr/lib/libbig.so.1")
+        .file("usr/lib/systemd/systemd", 0o755, b"not really systemd\n")
+        .symlink("bin", "usr/bin")
+        .symlink("lib", "usr/lib")
+        .dir("tmp", 0o1777)
+        .dir("dev", 0o755)
+        .device("dev/null", tar::EntryType::Char, 0o666, 0, (1, 3))
+        .device("dev/sda", tar::EntryType::Block, 0o660, 6, (8, 0))
+        .dir("run", 0o755)
+        .fifo("run/initctl")
+        .dir("var/log", 0o755)
+        .dir("var/log/journal", 0o2755)
+        .file("var/cache/apt/pkgcache.bin", 0o644, &noise(4000, 6))
+        .dir("opt/app", 0o755)
+        .file("opt/app/old", 0o644, b"old\n")
+        .file("opt/app/sub/deep", 0o644, b"deep\n")
+        .dir_owned("home/user", 0o700, 1000, 1000)
+        .file_owned("home/user/notes", 0o600, 1000, 1000, b"mine\n");
+    e.acl("var/log/journal");
+    e
+}
+
+/// [`rich_layers`]: the base as [`middle_layer`] and [`top_layer`] leave it.
+fn rich_expected() -> Expected {
+    let mut e = Expected::new();
+    e.dir("etc", 0o755)
+        // The middle layer replaced passwd; the base's hard link keeps the old file.
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/bash\n")
+        .file("etc/passwd-", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .file("etc/group", 0o644, b"root:x:0:\nshadow:x:42:\ntty:x:5:\n")
+        .file_owned("etc/shadow", 0o640, 0, 42, b"root:*:19000:0:99999:7:::\n")
+        .file("etc/arch", 0o644, b"amd64")
+        .symlink("etc/os-release", "../usr/lib/os-release")
+        .file("etc/hostname", 0o644, b"e2e\n")
+        .dir("usr", 0o755)
+        .dir("usr/bin", 0o755)
+        .file("usr/bin/su", 0o4755, &noise(3000, 1))
+        .file_xattrs(
+            "usr/bin/ping",
+            0o755,
+            &noise(5000, 3),
+            &[
+                ("security.capability", &net_raw_capability()),
+                ("user.origin", b"e2e test"),
+            ],
+        )
+        .file("usr/bin/gunzip", 0o755, b"#!/bin/sh\nexec gzip -d \"$@\"\n")
+        .hardlink("usr/bin/uncompress", "usr/bin/gunzip")
+        .hardlink("usr/bin/zcat", "usr/bin/gunzip")
+        .symlink("usr/bin/sh", "dash")
+        .file("usr/bin/dash", 0o755, &noise(2000, 4))
+        .dir("usr/lib", 0o755)
+        .file("usr/lib/libbig.so.1", 0o644, &noise(300_000, 5))
+        .symlink("usr/lib/libbig.so", "/usr/lib/libbig.so.1")
+        .file("usr/lib/systemd/systemd", 0o755, b"not really systemd\n")
+        .file("usr/lib/os-release", 0o644, b"ID=banger-e2e\n")
+        .symlink("bin", "usr/bin")
+        .symlink("lib", "usr/lib")
+        .dir("tmp", 0o1777)
+        .dir("dev", 0o755)
+        .device("dev/null", tar::EntryType::Char, 0o666, 0, (1, 3))
+        .device("dev/sda", tar::EntryType::Block, 0o660, 6, (8, 0))
+        .dir("run", 0o755)
+        .fifo("run/initctl")
+        .dir("var/log", 0o755)
+        .dir("var/log/journal", 0o2755)
+        // Whited out by the middle layer, made again by the top one.
+        .dir("var/cache", 0o755)
+        .file("var/cache/fresh", 0o644, b"fresh\n")
+        // Made opaque by the middle layer.
+        .dir("opt/app", 0o755)
+        .file("opt/app/new", 0o644, b"new\n")
+        .dir_owned("home/user", 0o700, 1000, 1000)
+        .file_owned("home/user/notes", 0o600, 1000, 1000, b"mine\n");
+    e.acl("var/log/journal");
+    e
+}
+
+/// [`rootfs_tar`].
+fn rootfs_tar_expected() -> Expected {
+    let mut e = Expected::new();
+    e.dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .hardlink("etc/passwd-", "etc/passwd")
+        .file_owned("etc/shadow", 0o640, 0, 42, b"root:*:19000::::::\n")
+        .file("usr/bin/su", 0o4755, &noise(3000, 7))
+        .file_xattrs("usr/bin/ping", 0o755, &noise(900, 8), &[("user.x", b"y")])
+        .symlink("bin", "usr/bin")
+        .device("dev/null", tar::EntryType::Char, 0o666, 0, (1, 3))
+        .fifo("run/fifo")
+        .dir("tmp", 0o1777)
+        .file("usr/lib/data", 0o644, &noise(200_000, 9));
+    e
+}
+
+impl Expected {
+    /// Gives `path` the POSIX ACL the base layer's pax header carries.
+    fn acl(&mut self, path: &str) {
+        let node = self
+            .0
+            .lookup_path(format!("/{path}").as_bytes())
+            .unwrap_or_else(|| panic!("{path} is missing"));
+        self.0
+            .node_mut(node)
+            .meta
+            .xattrs
+            .insert(b"system.posix_acl_access".to_vec(), vfs_acl());
+    }
 }
 
 // ------------------------------------------------------------ the binary
@@ -526,16 +811,17 @@ fn layout_of(dir: &Path, tag: &str, layers: &[Vec<u8>], comps: &[Comp]) -> suppo
     build_layout(dir, tag, &[amd64_image(layers, comps)])
 }
 
-/// The two-platform image: the rich image for amd64 (gzip), a one-layer one
-/// for arm64 (zstd). Returns both layer lists and the index's images.
-fn two_platform_images() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, [ImageSpec; 2]) {
-    let amd64 = rich_layers();
-    let arm64 = vec![base_layer("arm64")];
-    let images = [
-        image_spec("linux/arm64/v8", &arm64, std::iter::repeat(Comp::Zstd)),
-        image_spec("linux/amd64", &amd64, std::iter::repeat(Comp::Gzip)),
-    ];
-    (amd64, arm64, images)
+/// The two-platform index's images: the rich image for amd64 (gzip), a
+/// one-layer one for arm64 (zstd).
+fn two_platform_images() -> [ImageSpec; 2] {
+    [
+        image_spec(
+            "linux/arm64/v8",
+            &[base_layer("arm64")],
+            std::iter::repeat(Comp::Zstd),
+        ),
+        image_spec("linux/amd64", &rich_layers(), std::iter::repeat(Comp::Gzip)),
+    ]
 }
 
 // ------------------------------------------------------------ transports
@@ -557,7 +843,7 @@ fn registry_oci_manifest_gzip_and_zstd_layers_with_agents() {
         &[],
     );
 
-    let expected = expected_tree(&layers, Some(OCI_INIT_JSON));
+    let expected = rich_expected().with_agents(OCI_INIT_JSON).tree();
     let (img, output) = work.rootfs(&reference, "rich.ext4", &[], None);
     assert_built(&output, &img, &expected);
     let cached = cache_entries(&work.cache());
@@ -617,7 +903,7 @@ fn registry_docker_schema2_gzip_layers_no_agents() {
         &["--no-agents", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&layers, None));
+    assert_built(&output, &img, &rich_expected().tree());
 }
 
 #[test]
@@ -626,7 +912,7 @@ fn registry_two_platform_index() {
         return;
     };
     let work = Work::new();
-    let (amd64, arm64, images) = two_platform_images();
+    let images = two_platform_images();
     let (_, reference) = registry.push_images(
         &work.path("layout"),
         "e2e/multi",
@@ -641,14 +927,18 @@ fn registry_two_platform_index() {
         &["--no-agents", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&amd64, None));
+    assert_built(&output, &img, &rich_expected().tree());
     let (img, output) = work.rootfs(
         &reference,
         "arm64.ext4",
         &["--platform", "linux/arm64/v8", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&arm64, Some(OCI_INIT_JSON)));
+    assert_built(
+        &output,
+        &img,
+        &base_expected("arm64").with_agents(OCI_INIT_JSON).tree(),
+    );
     let (img, output) = work.rootfs(
         &reference,
         "s390x.ext4",
@@ -680,14 +970,18 @@ fn oci_layout_with_and_without_tag() {
         &["--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&layers, Some(OCI_INIT_JSON)));
+    assert_built(
+        &output,
+        &img,
+        &rich_expected().with_agents(OCI_INIT_JSON).tree(),
+    );
     let (img, output) = work.rootfs(
         &format!("oci:{dir}"),
         "untagged.ext4",
         &["--no-agents", "--size", "64M"],
         None,
     );
-    assert_built(&output, &img, &expected_tree(&layers, None));
+    assert_built(&output, &img, &rich_expected().tree());
     // A local layout is read in place: nothing enters the cache.
     assert_eq!(cache_entries(&work.cache()), Vec::<String>::new());
 }
@@ -705,14 +999,18 @@ fn docker_archive_in_docker_save_format() {
 
     let source = format!("docker-archive:{}", archive.display());
     let (img, output) = work.rootfs(&source, "archive.ext4", &["--size", "64M"], None);
-    assert_built(&output, &img, &expected_tree(&layers, Some(OCI_INIT_JSON)));
+    assert_built(
+        &output,
+        &img,
+        &rich_expected().with_agents(OCI_INIT_JSON).tree(),
+    );
 }
 
 #[test]
 fn tar_file_plain_gzip_and_zstd() {
     let work = Work::new();
     let tar = rootfs_tar();
-    let expected_plain = expected_tree(std::slice::from_ref(&tar), None);
+    let expected_plain = rootfs_tar_expected().tree();
     assert!(
         expected_plain.lookup_path(b"/etc/.wh.nothing").is_none(),
         "the oracle keeps a whiteout marker"
@@ -734,11 +1032,13 @@ fn tar_file_plain_gzip_and_zstd() {
             &extra,
             None,
         );
-        assert_built(
-            &output,
-            &img,
-            &expected_tree(std::slice::from_ref(&tar), agents.then_some(TAR_INIT_JSON)),
-        );
+        assert_built(&output, &img, &{
+            let mut expected = rootfs_tar_expected();
+            if agents {
+                expected.with_agents(TAR_INIT_JSON);
+            }
+            expected.tree()
+        });
     }
 }
 
@@ -780,7 +1080,11 @@ fn tar_from_stdin() {
         &["--size", "64M"],
         Some(compress(&tar, Comp::Zstd)),
     );
-    assert_built(&output, &img, &expected_tree(&[tar], Some(TAR_INIT_JSON)));
+    assert_built(
+        &output,
+        &img,
+        &rootfs_tar_expected().with_agents(TAR_INIT_JSON).tree(),
+    );
 }
 
 // ------------------------------------------------------------ bad input
@@ -793,7 +1097,11 @@ fn path_traversal_lands_inside_the_root() {
         .raw_file(b"/abs/file", b"absolute\n")
         .raw_file(b"a/../../../escaped", b"escaped\n");
     let tar = t.finish();
-    let expected = expected_tree(std::slice::from_ref(&tar), None);
+    let expected = Expected::new()
+        .file("etc/passwd", 0o644, b"inside\n")
+        .file("abs/file", 0o644, b"absolute\n")
+        .file("escaped", 0o644, b"escaped\n")
+        .tree();
     for path in [&b"/etc/passwd"[..], &b"/abs/file"[..], &b"/escaped"[..]] {
         assert!(
             expected.lookup_path(path).is_some(),
@@ -992,7 +1300,7 @@ fn schema1_manifest_is_a_clear_error() {
 #[test]
 fn unknown_platform_lists_what_exists() {
     let work = Work::new();
-    build_layout(&work.path("layout"), "multi", &two_platform_images().2);
+    build_layout(&work.path("layout"), "multi", &two_platform_images());
     let source = format!("oci:{}:multi", work.path("layout").display());
     let (img, output) = work.rootfs(&source, "p.ext4", &["--platform", "linux/riscv64"], None);
     assert_failed(
@@ -1032,7 +1340,7 @@ fn too_small_size_names_the_size_needed() {
     assert_built(
         &output,
         &img,
-        &expected_tree(&[rootfs_tar()], Some(TAR_INIT_JSON)),
+        &rootfs_tar_expected().with_agents(TAR_INIT_JSON).tree(),
     );
     assert_eq!(fs::metadata(&img).unwrap().len(), needed);
 }
