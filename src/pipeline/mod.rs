@@ -18,7 +18,7 @@ pub use write::{
 };
 
 /// Resolves `source` and writes its image to `output`: [`resolve`] then
-/// [`write`]. Nothing is left at `output` on failure.
+/// [`write()`]. Nothing is left at `output` on failure.
 pub async fn build(
     source: &ImageSource,
     resolve_options: &ResolveOptions,

@@ -3,9 +3,9 @@
 //! schema 2, indexes), blobs downloaded concurrently into the cache, and non-image
 //! artifacts ([`fetch_artifact`]).
 //!
-//! One module a concern: [`session`] (the connection, auth and retries),
-//! [`manifests`] (fetching and verifying manifests), [`blobs`] (downloading into
-//! the cache) and [`speed`] (the slowest transfer tolerated).
+//! One module a concern: `session` (the connection, auth and retries),
+//! `manifests` (fetching and verifying manifests), `blobs` (downloading into
+//! the cache) and `speed` (the slowest transfer tolerated).
 //!
 //! Credentials go only to the registry they were looked up for and to the token
 //! realm its challenge names; they are never logged (their `Debug` is redacted).
