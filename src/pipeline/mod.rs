@@ -38,11 +38,7 @@ pub async fn resolve(
     options: &ResolveOptions,
     progress: &Progress,
 ) -> Result<ResolvedImage, SourceError> {
-    let options = ResolveOptions {
-        progress: progress.fetch_hook(),
-        ..options.clone()
-    };
-    source::resolve(source, &options).await
+    source::resolve(source, &progress.for_resolve(options)).await
 }
 
 /// Writes `image` to `output` on a blocking thread, reporting its layers to

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::source::{FetchEvent, FetchProgressFn};
+use crate::source::{FetchEvent, FetchProgressFn, ResolveOptions};
 
 /// Called for each step of a run, e.g. to draw progress.
 pub type ProgressFn = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
@@ -54,11 +54,16 @@ impl Progress {
         }
     }
 
-    /// The hook resolving reports its fetches to: they reach this one as
-    /// [`ProgressEvent::Fetch`].
-    pub fn fetch_hook(&self) -> Option<FetchProgressFn> {
-        let hook = self.0.clone()?;
-        Some(Arc::new(move |event| hook(ProgressEvent::Fetch(event))))
+    /// `options` with its fetches reported here, as [`ProgressEvent::Fetch`],
+    /// in place of its own hook.
+    pub fn for_resolve(&self, options: &ResolveOptions) -> ResolveOptions {
+        let hook = self.0.clone().map(|hook| -> FetchProgressFn {
+            Arc::new(move |event| hook(ProgressEvent::Fetch(event)))
+        });
+        ResolveOptions {
+            progress: hook,
+            ..options.clone()
+        }
     }
 }
 

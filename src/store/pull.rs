@@ -110,12 +110,10 @@ pub async fn pull_image(state_dir: &Path, request: PullRequest) -> Result<PullRe
 
     let mut store = Store::open_locked(state_dir)?;
     store.check_free(Kind::Image, &name, force)?;
-    let kernel_resolve = ResolveOptions {
-        progress: progress.fetch_hook(),
-        ..resolve.clone()
-    };
     let kernel = match &kernel_ref {
-        Some(r) => Some(kernel::ensure_kernel(&mut store, r, &kernel_resolve).await?),
+        Some(r) => {
+            Some(kernel::ensure_kernel(&mut store, r, &progress.for_resolve(&resolve)).await?)
+        }
         None => None,
     };
     let image = pipeline::resolve(&pulled.source, &resolve, &progress).await?;
