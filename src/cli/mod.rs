@@ -285,7 +285,7 @@ pub fn progress(quiet: bool, log_lines: bool) -> Progress {
     if quiet {
         Progress::none()
     } else if std::io::stderr().is_terminal() {
-        Progress::new(banger::progress::download_reporter())
+        Progress::new(banger::progress::terminal_reporter())
     } else if log_lines {
         Progress::new(banger::progress::log_reporter())
     } else {

@@ -14,12 +14,26 @@ use crate::source::LayerRef;
 /// A layer's tar stream, decompressed on its own thread. The tar's diff_id
 /// is hashed here on the consumer's side: inflating and hashing the
 /// compressed bytes already keep that thread busy, and hashing the
-/// uncompressed bytes there too would make it the bottleneck.
+/// uncompressed bytes there too would make it the bottleneck. The stored
+/// bytes are counted for `progress` as that thread reads them.
 pub(super) fn open_layer(
     layer: &LayerRef,
+    count: usize,
     depth: usize,
+    progress: &Progress,
 ) -> Result<Box<dyn Read + Send>, RootfsError> {
-    let inflated = ReadAhead::with_depth(layer.open_unverified_tar()?, depth);
+    let index = layer.index + 1;
+    progress.report(ProgressEvent::Opened {
+        index,
+        count,
+        digest: layer.digest.clone(),
+        size: layer.stored_len(),
+    });
+    let counted = progress.clone();
+    let tar = layer.open_unverified_tar_through(move |raw| {
+        Box::new(ProgressReader::new(raw, counted, index))
+    })?;
+    let inflated = ReadAhead::with_depth(tar, depth);
     Ok(verify_diff_id(
         Box::new(inflated),
         layer.diff_id.clone(),
@@ -39,35 +53,37 @@ pub(super) fn layers_ahead() -> usize {
         .clamp(1, 7)
 }
 
-/// Reports how much of a layer's tar has been read, in steps of a few MiB
-/// so the hook is not called for every small read.
-pub(super) struct ProgressReader<'a, R> {
+/// Reports how much of a layer's stored blob has been read, in steps of a
+/// MiB so the hook is not called for every small read.
+pub(super) struct ProgressReader<R> {
     inner: R,
-    progress: &'a Progress,
+    progress: Progress,
+    index: usize,
     unreported: u64,
 }
 
-impl<'a, R> ProgressReader<'a, R> {
-    const STEP: u64 = 4 << 20;
+impl<R> ProgressReader<R> {
+    const STEP: u64 = 1 << 20;
 
-    pub(super) fn new(inner: R, progress: &'a Progress) -> Self {
+    pub(super) fn new(inner: R, progress: Progress, index: usize) -> Self {
         Self {
             inner,
             progress,
+            index,
             unreported: 0,
         }
     }
 }
 
-impl<R: Read> Read for ProgressReader<'_, R> {
+impl<R: Read> Read for ProgressReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.unreported += n as u64;
         if self.unreported >= Self::STEP || (n == 0 && self.unreported > 0) {
-            self.progress.report(ProgressEvent::Applied {
-                bytes: self.unreported,
+            self.progress.report(ProgressEvent::Read {
+                index: self.index,
+                bytes: std::mem::take(&mut self.unreported),
             });
-            self.unreported = 0;
         }
         Ok(n)
     }
@@ -99,17 +115,17 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         let progress = Progress::new(Arc::new(move |event| {
-            if let ProgressEvent::Applied { bytes } = event {
+            if let ProgressEvent::Read { index: 3, bytes } = event {
                 sink.lock().unwrap().push(bytes);
             }
         }));
         let data = vec![7u8; (10 << 20) + 5];
-        let mut reader = ProgressReader::new(data.as_slice(), &progress);
+        let mut reader = ProgressReader::new(data.as_slice(), progress, 3);
         std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
         let steps = seen.lock().unwrap().clone();
         assert_eq!(steps.iter().sum::<u64>(), data.len() as u64);
         assert!(
-            steps.len() <= 4,
+            steps.len() <= 11,
             "reported in a few steps, not per read: {steps:?}"
         );
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::reference::Digest;
 use crate::source::{FetchEvent, FetchProgressFn, ResolveOptions};
 
 /// Called for each step of a run, e.g. to draw progress.
@@ -12,19 +13,33 @@ pub type ProgressFn = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProgressEvent {
-    /// A blob was found in the cache or downloaded.
+    /// A blob was found in the cache, or more of it was downloaded.
     Fetch(FetchEvent),
-    /// A layer started streaming into the image (`index` counts from 1).
-    Applying {
-        /// Which layer.
+    /// A layer's stream was opened. Layers are read ahead, so a layer may
+    /// open while earlier ones are still being applied.
+    Opened {
+        /// Which layer (counting from 1).
         index: usize,
         /// Of how many.
         count: usize,
+        /// The stored blob's digest, when it has one (a `tar:` layer has none).
+        digest: Option<Digest>,
+        /// The stored blob's length, when known (standard input's is not).
+        size: Option<u64>,
     },
-    /// More of the current layer's tar was applied.
-    Applied {
-        /// Uncompressed bytes since the last report.
+    /// More of a layer's stored (possibly compressed) blob was read.
+    Read {
+        /// Which layer (counting from 1).
+        index: usize,
+        /// Bytes since the last report of this layer.
         bytes: u64,
+    },
+    /// A layer started streaming into the image.
+    Applying {
+        /// Which layer (counting from 1).
+        index: usize,
+        /// Of how many.
+        count: usize,
     },
     /// Every layer is applied; the filesystem's metadata is being written.
     Finishing,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::ids::{creation_time, FilesystemIds};
-use super::layers::{layers_ahead, open_layer, HashingReader, ProgressReader, READ_AHEAD_BUDGET};
+use super::layers::{layers_ahead, open_layer, HashingReader, READ_AHEAD_BUDGET};
 use super::progress::{Progress, ProgressEvent};
 use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
 use crate::ext4::tree::Metadata;
@@ -161,7 +161,9 @@ pub fn write_rootfs(
     for layer in &image.layers {
         while opened.len() <= ahead {
             match to_open.next() {
-                Some(next) => opened.push_back(open_layer(next, depth)?),
+                Some(next) => {
+                    opened.push_back(open_layer(next, image.layers.len(), depth, progress)?)
+                }
                 None => break,
             }
         }
@@ -173,7 +175,7 @@ pub fn write_rootfs(
             count: image.layers.len(),
         });
         let mut reader = HashingReader {
-            inner: ProgressReader::new(reader, progress),
+            inner: reader,
             hasher: (layer.digest.is_none() && layer.diff_id.is_none()).then(Sha256::new),
         };
         flattener

@@ -59,6 +59,17 @@ impl LayerRef {
         }
     }
 
+    /// The stored blob's length: its descriptor's size, else the file's or
+    /// archive member's length; `None` for a stream.
+    pub fn stored_len(&self) -> Option<u64> {
+        match &self.blob {
+            _ if self.size.is_some() => self.size,
+            BlobLocation::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            BlobLocation::Member { len, .. } => Some(*len),
+            BlobLocation::Stdin | BlobLocation::Reader(_) => None,
+        }
+    }
+
     /// The decompressed tar stream. The stored blob's digest and size are verified as
     /// it is read, and the tar's diff_id at EOF; a mismatch is an `InvalidData` error.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, SourceError> {
@@ -73,6 +84,15 @@ impl LayerRef {
     /// tar's diff_id: the caller checks that (with [`layer::verify_diff_id`]),
     /// on another thread than the decompression if it likes.
     pub fn open_unverified_tar(&self) -> Result<Box<dyn Read + Send>, SourceError> {
+        self.open_unverified_tar_through(|raw| raw)
+    }
+
+    /// [`Self::open_unverified_tar`] with the stored bytes passed through
+    /// `through` before they are verified and decompressed, e.g. to count them.
+    pub fn open_unverified_tar_through(
+        &self,
+        through: impl FnOnce(Box<dyn Read + Send>) -> Box<dyn Read + Send>,
+    ) -> Result<Box<dyn Read + Send>, SourceError> {
         let name = self.name();
         let io_err = SourceError::io;
         let raw: Box<dyn Read + Send> = match &self.blob {
@@ -100,6 +120,7 @@ impl LayerRef {
                 .take()
                 .ok_or_else(|| SourceError::AlreadyConsumed { what: name.clone() })?,
         };
+        let raw = through(raw);
         let raw: Box<dyn Read + Send> = match &self.digest {
             Some(digest) => Box::new(VerifyingReader::new(
                 raw,

@@ -35,6 +35,20 @@ pub enum FetchEvent {
         /// Its size.
         size: u64,
     },
+    /// A download started, or started again after a failed attempt.
+    Downloading {
+        /// The blob.
+        digest: Digest,
+        /// Its size, as its descriptor gives it.
+        size: u64,
+    },
+    /// More of a download arrived.
+    Received {
+        /// The blob.
+        digest: Digest,
+        /// Bytes since the last report of this download.
+        bytes: u64,
+    },
     /// Downloaded, verified and stored.
     Downloaded {
         /// The blob.
@@ -55,7 +69,7 @@ pub struct ResolveOptions {
     pub cache_dir: PathBuf,
     /// Layers downloaded at once.
     pub max_concurrent_downloads: usize,
-    /// Told of each blob found in the cache or downloaded.
+    /// Told of each blob found in the cache, and of each download as it goes.
     pub progress: Option<FetchProgressFn>,
     /// Looks up credentials for a registry host; `None` pulls anonymously.
     pub credentials: Option<registry::CredentialsFn>,

@@ -110,7 +110,7 @@ pub(super) async fn ensure_blob(
     let url = format!("{}/blobs/{digest}", client.base);
     let mut attempt = 1;
     loop {
-        match download(client, cache, &digest, desc.size, &url, what).await {
+        match download(client, cache, &digest, desc.size, &url, what, opts).await {
             Err(SourceError::Http { source, .. })
                 if attempt < MAX_DOWNLOAD_ATTEMPTS && !source.is_status() =>
             {
@@ -128,6 +128,10 @@ pub(super) async fn ensure_blob(
     }
 }
 
+/// Bytes a download gathers before it reports them: progress moves
+/// smoothly without a call per network chunk.
+const RECEIVED_STEP: u64 = 256 << 10;
+
 /// One download attempt into a temp file; only a verified blob is renamed into place.
 async fn download(
     client: &RegistryClient,
@@ -136,12 +140,26 @@ async fn download(
     size: u64,
     url: &str,
     what: &str,
+    opts: &ResolveOptions,
 ) -> Result<PathBuf, SourceError> {
     let mut response = client.get(url, None).await?;
     let mut writer = cache
         .writer(digest, size)
         .map_err(|e| insert_error(e, what))?;
+    opts.report(FetchEvent::Downloading {
+        digest: digest.clone(),
+        size,
+    });
     let mut first_chunk = true;
+    let mut unreported = 0u64;
+    let report_received = |bytes: &mut u64| {
+        if *bytes > 0 {
+            opts.report(FetchEvent::Received {
+                digest: digest.clone(),
+                bytes: std::mem::take(bytes),
+            });
+        }
+    };
     SpeedGuard::new(client.speed)
         .each_chunk(&mut response, url, |chunk| {
             // Small buffered writes to the page cache: cheap enough to do in place.
@@ -149,9 +167,14 @@ async fn download(
             if std::mem::take(&mut first_chunk) {
                 crate::store::test_pause("downloading");
             }
+            unreported += chunk.len() as u64;
+            if unreported >= RECEIVED_STEP {
+                report_received(&mut unreported);
+            }
             Ok(())
         })
         .await?;
+    report_received(&mut unreported);
     let in_flight = client.commits.clone().read_owned().await;
     tokio::task::spawn_blocking(move || {
         let _in_flight = in_flight;
