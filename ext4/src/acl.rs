@@ -74,6 +74,7 @@ const _: () = assert!(size_of::<AclEntryShort>() == 4);
 
 /// Why an ACL value was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AclError {
     /// The value is shorter than the 4-byte header.
     #[error("ACL value of {0} bytes has no header")]

@@ -62,9 +62,10 @@ impl Default for Options {
 
 /// Why an image could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// Reading or writing failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: &'static str,
@@ -79,7 +80,7 @@ pub enum BuildError {
     #[error(transparent)]
     Geometry(#[from] GeometryError),
     /// A file is too large for extents.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Extent {
         /// The file.
         path: String,
@@ -88,7 +89,7 @@ pub enum BuildError {
         source: ExtentError,
     },
     /// A directory could not be encoded.
-    #[error("directory {path}: {source}")]
+    #[error("directory {path}")]
     Directory {
         /// The directory.
         path: String,
@@ -97,7 +98,7 @@ pub enum BuildError {
         source: dir::DirError,
     },
     /// Extended attributes could not be stored.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Xattr {
         /// The node.
         path: String,
@@ -134,7 +135,7 @@ pub enum BuildError {
         links: usize,
     },
     /// The planned layout did not fit (a bug: the geometry is chosen to fit).
-    #[error("internal layout error: {0}")]
+    #[error("internal layout error")]
     NoSpace(#[from] crate::alloc::OutOfSpace),
     /// A symlink with an empty target, which ext4 cannot store.
     #[error("{0}: symlink has an empty target")]
@@ -480,9 +481,8 @@ impl ImageBuilder {
                 fields.flags |= if *indexed { EXT4_INDEX_FL } else { 0 };
             }
             Body::File => {
-                let placed = plan
-                    .node
-                    .map_or(&EMPTY_PLACED, |node| placed_of(tree, contents, node));
+                let node = plan.node.expect("only tree nodes are planned as files");
+                let placed = placed_of(tree, contents, node);
                 let data_blocks: u64 = placed.extents.iter().map(|e| e.len).sum();
                 let tree_blocks =
                     self.map_with_extents(&placed.extents, owner, used, &mut fields, "file")?;
@@ -781,11 +781,6 @@ impl ImageBuilder {
     }
 }
 
-static EMPTY_PLACED: PlacedData = PlacedData {
-    size: 0,
-    extents: Vec::new(),
-};
-
 /// Where files whose tree content is a source were placed by
 /// [`ImageBuilder::finish`]; a map, not a vector per node, since most
 /// files arrive already placed.
@@ -796,7 +791,9 @@ type SourcePlacements = HashMap<NodeId, PlacedData>;
 fn placed_of<'a>(tree: &'a Tree, contents: &'a SourcePlacements, node: NodeId) -> &'a PlacedData {
     match &tree.node(node).kind {
         NodeKind::File(FileContent::Placed(placed)) => placed,
-        _ => contents.get(&node).unwrap_or(&EMPTY_PLACED),
+        _ => contents
+            .get(&node)
+            .expect("every reachable file's source was placed before planning"),
     }
 }
 
@@ -920,11 +917,16 @@ impl InodeMap {
         })
     }
 
-    fn ino_of(&self, id: NodeId) -> Option<u32> {
-        self.by_node
-            .get(id.index())
-            .copied()
-            .filter(|&ino| ino != 0)
+    /// The inode number of reachable node `id`.
+    fn ino_of(&self, id: NodeId) -> u32 {
+        let ino = self.by_node[id.index()];
+        assert_ne!(
+            ino,
+            0,
+            "node {} is unreachable but was asked for its inode",
+            id.index()
+        );
+        ino
     }
 
     /// Inodes in use in `group` (reserved ones count as used).
@@ -1047,23 +1049,21 @@ impl DirEncoder<'_> {
     /// banger adds when `node` is `None`.
     fn encode(&self, node: Option<NodeId>, ino: u32) -> Result<dir::DirBlocks, BuildError> {
         let tree = self.tree;
-        let ino_of = |id: NodeId| self.inodes.ino_of(id).unwrap_or(EXT4_ROOT_INO);
+        let ino_of = |id: NodeId| self.inodes.ino_of(id);
         let (mut entries, parent): (Vec<DirEntry>, u32) = match node {
             None => (Vec::new(), EXT4_ROOT_INO),
             Some(id) => {
                 let entries = tree
                     .dir(id)
-                    .map(|d| {
-                        d.iter()
-                            .map(|(name, child)| DirEntry {
-                                name,
-                                inode: ino_of(child),
-                                file_type: file_type(&tree.node(child).kind),
-                            })
-                            .collect()
+                    .expect("only directories are encoded as directories")
+                    .iter()
+                    .map(|(name, child)| DirEntry {
+                        name,
+                        inode: ino_of(child),
+                        file_type: file_type(&tree.node(child).kind),
                     })
-                    .unwrap_or_default();
-                let parent = ino_of(tree.parent(id).unwrap_or(Tree::ROOT));
+                    .collect();
+                let parent = ino_of(tree.parent(id).expect("a reachable node has a parent"));
                 (entries, parent)
             }
         };
@@ -1119,7 +1119,7 @@ fn plan_inodes(encoder: &DirEncoder, contents: &SourcePlacements) -> Result<Plan
     let mut xattr_index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut xattr_blocks: Vec<(XattrBlock, u32)> = Vec::new();
     let mut plans = Vec::with_capacity(inodes.order.len() + 1);
-    let ino_of = |id: NodeId| inodes.ino_of(id).unwrap_or(EXT4_ROOT_INO);
+    let ino_of = |id: NodeId| inodes.ino_of(id);
 
     if inodes.tree_lost_found.is_none() {
         let blocks = encoder.encode(None, EXT4_FIRST_INO)?;

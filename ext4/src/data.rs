@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
-use crate::alloc::{BlockAllocator, OutOfSpace};
+use crate::alloc::BlockAllocator;
 use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN, MAX_FILE_SIZE};
 use crate::tree::{ContentSource, PlacedData, PlacedExtent};
 
@@ -20,12 +20,13 @@ const BS: usize = BLOCK_SIZE as usize;
 
 /// Why a file could not be stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// Reading the file's bytes failed (a truncated layer, say).
-    #[error("reading file data: {0}")]
+    #[error("reading file data")]
     Read(#[source] io::Error),
     /// Writing the image failed.
-    #[error("writing the image: {0}")]
+    #[error("writing the image")]
     Write(#[source] io::Error),
     /// The data ranges are not sorted, overlap, or leave the file.
     #[error("invalid sparse map: range {start}..{end} in a file of {size} bytes")]
@@ -37,9 +38,6 @@ pub enum DataError {
         /// File size.
         size: u64,
     },
-    /// The image is full.
-    #[error(transparent)]
-    NoSpace(#[from] OutOfSpace),
     /// The file is larger than ext4 can hold.
     #[error("a file of {size} bytes exceeds ext4's largest file size of {max} bytes (16 TiB - 4 KiB)", max = MAX_FILE_SIZE)]
     FileTooLarge {
@@ -187,7 +185,10 @@ impl DataWriter {
         {
             return Ok(()); // A hole: the zeroed slot is reused as is.
         }
-        let physical = alloc.alloc(1)?.start;
+        let physical = alloc
+            .alloc(1)
+            .expect("the allocator has no limit while file data streams in")
+            .start;
         let contiguous = self.buffer_start + (self.committed / BS) as u64 == physical;
         if self.committed > 0 && !contiguous {
             // Write what precedes the slot; the slot moves to the front.

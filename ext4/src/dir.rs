@@ -108,6 +108,7 @@ impl DirBlocks {
 
 /// Why a directory cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DirError {
     /// A name of zero bytes.
     #[error("empty file name (inode {inode})")]
@@ -429,7 +430,8 @@ fn encode_leaf(block: &mut [u8], entries: &[DirEntry], inode_seed: u32) {
         };
         put_dirent(block, 0, &unused, LEAF_SPACE);
     }
-    let checksum = leaf_block_csum(inode_seed, block).unwrap_or(0);
+    let checksum =
+        leaf_block_csum(inode_seed, block).expect("a leaf block is longer than its tail");
     let tail = DirentTail {
         reserved_zero1: U32::new(0),
         rec_len: U16::new(size_of::<DirentTail>() as u16),
@@ -468,7 +470,8 @@ fn put_dx_entries(
         }
     }
     let tail_at = count_offset + limit * size_of::<DxEntry>();
-    let checksum = dx_block_csum(inode_seed, block, count_offset).unwrap_or(0);
+    let checksum = dx_block_csum(inode_seed, block, count_offset)
+        .expect("the count and limit just written fit the block");
     let tail = DxTail {
         reserved: U32::new(0),
         checksum: U32::new(checksum),

@@ -12,6 +12,7 @@ use crate::tree::PlacedExtent;
 
 /// Why an extent tree could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExtentError {
     /// ext4 addresses file blocks with 32 bits.
     #[error("file block {0} is beyond ext4's 2^32 block limit")]
@@ -128,7 +129,9 @@ pub fn build(leaves: &[ExtentLeaf], physical: &[u64], owner: Owner) -> ExtentTre
     while level.len() > EXT4_EXTENTS_IN_INODE {
         let mut parents = Vec::with_capacity(level.len().div_ceil(EXT4_EXTENTS_PER_BLOCK));
         for chunk in level.chunks(EXT4_EXTENTS_PER_BLOCK) {
-            let block_nr = next_physical.next().unwrap_or_default();
+            let block_nr = next_physical
+                .next()
+                .expect("the caller allocated tree_blocks_needed() blocks");
             let raw: Vec<[u8; 12]> = chunk.iter().map(|(_, raw)| *raw).collect();
             let mut bytes = node_bytes(&raw, EXT4_EXTENTS_PER_BLOCK, depth, BLOCK_SIZE as usize);
             let tail = 12 + 12 * EXT4_EXTENTS_PER_BLOCK;

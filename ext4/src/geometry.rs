@@ -86,11 +86,6 @@ impl Geometry {
         self.inodes_per_group / INODES_PER_BLOCK
     }
 
-    /// Blocks in `group` (the last one may be short).
-    pub fn blocks_in_group(&self, group: u64) -> u64 {
-        (self.blocks_count - group * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP)
-    }
-
     /// The geometry of a filesystem of `blocks` blocks holding `used_inodes`
     /// inodes (reserved ones included). Returns the number of groups needed
     /// instead when the inodes do not fit.
@@ -161,15 +156,6 @@ pub struct Demand<'a> {
     pub pending_blocks: u64,
     /// Extent tree blocks the journal needs, given how many runs it spans.
     pub journal_tree_blocks: fn(runs: usize) -> u64,
-}
-
-/// Where per-group metadata and the journal will go.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The chosen geometry.
-    pub geometry: Geometry,
-    /// The allocator limit to use from now on.
-    pub blocks_count: u64,
 }
 
 impl Demand<'_> {

@@ -337,6 +337,7 @@ pub struct Node {
 
 /// Why an edit of the tree was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TreeError {
     /// The node is not a directory.
     #[error("not a directory")]
@@ -533,18 +534,6 @@ impl Tree {
         }
     }
 
-    /// Replaces the kind of node `id`. Turning a directory into something
-    /// else detaches its children.
-    pub fn set_kind(&mut self, id: NodeId, kind: NodeKind) {
-        if id == Self::ROOT && !kind.is_dir() {
-            return;
-        }
-        if self.node(id).kind.is_dir() && !kind.is_dir() {
-            self.clear_dir(id);
-        }
-        self.nodes.get_mut(id.index()).kind = kind;
-    }
-
     /// Creates (or reuses) the directory `name` inside `dir` with `meta`; an
     /// existing non-directory under that name is replaced.
     pub fn ensure_dir(
@@ -597,6 +586,7 @@ pub const MAX_SYMLINK_FOLLOWS: usize = 40;
 
 /// Why a path could not be resolved inside the tree.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResolveError {
     /// A non-directory stands where a directory is needed.
     #[error("{0:?} is not a directory")]

@@ -105,6 +105,7 @@ const _: () = assert!(size_of::<Ext4XattrEntry>() == 16);
 
 /// Why a node's xattrs cannot be stored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum XattrError {
     /// The name has no prefix ext4 can store.
     #[error("unsupported xattr namespace: {}", String::from_utf8_lossy(.0))]
@@ -116,7 +117,7 @@ pub enum XattrError {
     #[error("xattr name {} is longer than 255 bytes after its prefix", String::from_utf8_lossy(.0))]
     NameTooLong(Vec<u8>),
     /// A POSIX ACL value is malformed.
-    #[error("xattr {}: {source}", String::from_utf8_lossy(.name))]
+    #[error("xattr {}", String::from_utf8_lossy(.name))]
     Acl {
         /// The ACL's full name.
         name: Vec<u8>,
