@@ -15,9 +15,9 @@ use crate::bitmap::{self, UsedBlocks};
 use crate::data::{DataError, DataWriter};
 use crate::dir::{self, DirContext, DirEntry, HashParams, HashVersion};
 use crate::extent::{self, ExtentError, Owner};
+use crate::format::{Ext4GroupDesc, Ext4Inode, Ext4SuperBlock, JournalSuperblock};
 use crate::geometry::{Demand, Geometry, GeometryError};
 use crate::inode::{build_inode, encode_device, InodeFields};
-use crate::ondisk::{GroupDesc, Inode, JournalSuperblock, Superblock};
 use crate::spec::*;
 use crate::tree::{
     ContentStore, DeviceNumber, FileContent, Metadata, NodeId, NodeKind, PlacedData, Timestamp,
@@ -351,7 +351,7 @@ impl ImageBuilder {
         geometry: &Geometry,
         fs_seed: u32,
         used: &mut UsedBlocks,
-    ) -> Result<Inode, BuildError> {
+    ) -> Result<Ext4Inode, BuildError> {
         let runs = self.alloc.alloc_many(geometry.journal_blocks)?;
         let mut extents = Vec::with_capacity(runs.len());
         let mut logical = 0;
@@ -434,7 +434,7 @@ impl ImageBuilder {
         xattr_block_nrs: &[u64],
         fs_seed: u32,
         used: &mut UsedBlocks,
-    ) -> Result<Inode, BuildError> {
+    ) -> Result<Ext4Inode, BuildError> {
         let owner = Owner {
             ino: plan.ino,
             generation: 0,
@@ -577,7 +577,7 @@ impl ImageBuilder {
         used: &mut UsedBlocks,
         inodes: &InodeMap,
         fs_seed: u32,
-        journal: &Inode,
+        journal: &Ext4Inode,
     ) -> Result<u64, BuildError> {
         let mut gdt = vec![0u8; (geometry.gdt_blocks * BLOCK_SIZE) as usize];
         let runs = used.runs();
@@ -601,7 +601,7 @@ impl ImageBuilder {
                 "writing an inode bitmap",
             )?;
             free_blocks += u64::from(blocks.free);
-            let mut desc = GroupDesc::default();
+            let mut desc = Ext4GroupDesc::default();
             desc.set_locations(
                 layout.block_bitmaps[i],
                 layout.inode_bitmaps[i],
@@ -642,9 +642,9 @@ impl ImageBuilder {
         geometry: &Geometry,
         free_blocks: u64,
         inodes: &InodeMap,
-        journal: &Inode,
-    ) -> Superblock {
-        let mut sb = Superblock::new_zeroed();
+        journal: &Ext4Inode,
+    ) -> Ext4SuperBlock {
+        let mut sb = Ext4SuperBlock::new_zeroed();
         let reserved = geometry.blocks_count * 5 / 100;
         let set64 = |lo: &mut zerocopy::little_endian::U32,
                      hi: &mut zerocopy::little_endian::U32,
@@ -1083,7 +1083,7 @@ impl DirEncoder<'_> {
             dir_inode: ino,
             parent_inode: parent,
             generation: 0,
-            csum_seed: self.fs_seed,
+            fs_seed: self.fs_seed,
             hash: self.hash,
         };
         dir::build_directory(&entries, &ctx, min_blocks).map_err(|source| BuildError::Directory {
@@ -1212,7 +1212,11 @@ fn plan_inodes(encoder: &DirEncoder, contents: &SourcePlacements) -> Result<Plan
                 // reference count limit; past it a fresh copy starts.
                 let key = block.as_bytes().to_vec();
                 let index = match xattr_index.get(&key) {
-                    Some(&i) if xattr_blocks[i].1 < xattr::EXT4_XATTR_REFCOUNT_MAX => i,
+                    Some(&i)
+                        if xattr_blocks[i].1 < crate::format::xattr::EXT4_XATTR_REFCOUNT_MAX =>
+                    {
+                        i
+                    }
                     _ => {
                         xattr_blocks.push((block, 0));
                         xattr_index.insert(key, xattr_blocks.len() - 1);
@@ -1306,7 +1310,7 @@ impl<'a> InodeTables<'a> {
     }
 
     /// Places inode `ino`; inodes must come group by group.
-    fn put(&mut self, image: &File, ino: u32, inode: &Inode) -> Result<(), BuildError> {
+    fn put(&mut self, image: &File, ino: u32, inode: &Ext4Inode) -> Result<(), BuildError> {
         let index = u64::from(ino - 1);
         let group = index / self.geometry.inodes_per_group;
         if self.group != Some(group) {

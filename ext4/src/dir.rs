@@ -7,22 +7,19 @@
 //! nodes follow the leaves. Placing the blocks on disk is the caller's job.
 
 pub mod hash;
-pub mod ondisk;
 
 use core::mem::size_of;
 
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::IntoBytes;
 
-pub use hash::{dx_hash, HashParams, HashVersion};
-use ondisk::{
-    dir_inode_seed, dirent_rec_len, dx_block_csum, leaf_block_csum, DirentHeader, DirentTail,
-    DxCountLimit, DxEntry, DxRootInfo, DxTail, DX_NODE_COUNT_OFFSET, DX_ROOT_COUNT_OFFSET,
-    EXT4_FT_DIR_CSUM,
+use crate::checksum::inode_seed;
+use crate::format::dir::{
+    dirent_rec_len, dx_block_csum, leaf_block_csum, DxCountlimit, DxEntry, DxRootInfo, DxTail,
+    Ext4DirEntry2, Ext4DirEntryTail, DX_NODE_COUNT_OFFSET, DX_ROOT_COUNT_OFFSET, EXT4_FT_DIR_CSUM,
 };
-
-/// Directory block size; the formatter only writes 4 KiB blocks.
-pub const BLOCK_SIZE: usize = crate::spec::BLOCK_SIZE as usize;
+use crate::spec::BLOCK_SIZE;
+pub use hash::{dx_hash, HashParams, HashVersion};
 
 /// Unknown file type.
 pub const EXT4_FT_UNKNOWN: u8 = 0;
@@ -50,13 +47,13 @@ pub const EXT4_NAME_LEN: usize = 255;
 pub const HTREE_SLACK_PERCENT: usize = 20;
 
 /// Bytes of a leaf block available to dirents (the tail takes the rest).
-const LEAF_SPACE: usize = BLOCK_SIZE - size_of::<DirentTail>();
+const LEAF_SPACE: usize = BLOCK_SIZE as usize - size_of::<Ext4DirEntryTail>();
 /// Entries in a checksummed dx root: `(bs - 32 - 8) / 8`.
 pub const DX_ROOT_LIMIT: usize =
-    (BLOCK_SIZE - DX_ROOT_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
+    (BLOCK_SIZE as usize - DX_ROOT_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
 /// Entries in a checksummed dx interior node: `(bs - 8 - 8) / 8`.
 pub const DX_NODE_LIMIT: usize =
-    (BLOCK_SIZE - DX_NODE_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
+    (BLOCK_SIZE as usize - DX_NODE_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
 const _: () = assert!(DX_ROOT_LIMIT == 507 && DX_NODE_LIMIT == 510);
 
 /// One name in a directory (not `.` or `..`).
@@ -80,7 +77,7 @@ pub struct DirContext {
     /// The directory inode's `i_generation`.
     pub generation: u32,
     /// The filesystem checksum seed (see [`crate::checksum::fs_seed`]).
-    pub csum_seed: u32,
+    pub fs_seed: u32,
     /// The filesystem's htree hash.
     pub hash: HashParams,
 }
@@ -88,21 +85,21 @@ pub struct DirContext {
 /// The encoded directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirBlocks {
-    /// `block_count() * BLOCK_SIZE` bytes in logical block order, checksums filled.
+    /// `block_count() * BLOCK_SIZE as usize` bytes in logical block order, checksums filled.
     pub data: Vec<u8>,
     /// True for an htree: the writer sets [`EXT4_INDEX_FL`] on the inode.
     pub indexed: bool,
 }
 
 impl DirBlocks {
-    /// Number of 4 KiB blocks; the directory's `i_size` is this times [`BLOCK_SIZE`].
+    /// Number of 4 KiB blocks; the directory's `i_size` is this times [`BLOCK_SIZE as usize`].
     pub fn block_count(&self) -> usize {
-        self.data.len() / BLOCK_SIZE
+        self.data.len() / BLOCK_SIZE as usize
     }
 
     /// The blocks, in logical order.
     pub fn blocks(&self) -> impl Iterator<Item = &[u8]> {
-        self.data.chunks_exact(BLOCK_SIZE)
+        self.data.chunks_exact(BLOCK_SIZE as usize)
     }
 }
 
@@ -176,7 +173,7 @@ pub fn build_directory(
     for entry in entries {
         validate(entry)?;
     }
-    let inode_seed = dir_inode_seed(ctx.csum_seed, ctx.dir_inode, ctx.generation);
+    let inode_seed = inode_seed(ctx.fs_seed, ctx.dir_inode, ctx.generation);
     let dots = dirent_rec_len(1) + dirent_rec_len(2);
     let names: usize = entries.iter().map(|e| dirent_rec_len(e.name.len())).sum();
     if dots + names <= LEAF_SPACE {
@@ -241,7 +238,7 @@ fn build_linear(
     reject_duplicates(sorted.iter().map(|e| e.name))?;
 
     let blocks = min_blocks.max(1);
-    let mut data = vec![0u8; blocks * BLOCK_SIZE];
+    let mut data = vec![0u8; blocks * BLOCK_SIZE as usize];
     let mut first: Vec<DirEntry> = Vec::with_capacity(sorted.len() + 2);
     first.push(DirEntry {
         name: b".",
@@ -255,7 +252,7 @@ fn build_linear(
     });
     first.extend(sorted.into_iter().copied());
 
-    let mut chunks = data.chunks_exact_mut(BLOCK_SIZE);
+    let mut chunks = data.chunks_exact_mut(BLOCK_SIZE as usize);
     if let Some(block) = chunks.next() {
         encode_leaf(block, &first, inode_seed);
     }
@@ -339,8 +336,8 @@ fn build_htree(
     let plan = plan_leaves(&sorted);
     let leaves = plan.ranges.len();
     let nodes = interior_nodes(leaves)?;
-    let mut data = vec![0u8; (1 + leaves + nodes) * BLOCK_SIZE];
-    let mut blocks = data.chunks_exact_mut(BLOCK_SIZE);
+    let mut data = vec![0u8; (1 + leaves + nodes) * BLOCK_SIZE as usize];
+    let mut blocks = data.chunks_exact_mut(BLOCK_SIZE as usize);
     let root = blocks.next();
 
     let mut leaf_entries: Vec<DirEntry> = Vec::new();
@@ -396,13 +393,13 @@ fn interior_nodes(leaves: usize) -> Result<usize, DirError> {
 
 /// Writes one dirent at `offset`; `rec_len` may exceed the name's need.
 fn put_dirent(block: &mut [u8], offset: usize, entry: &DirEntry, rec_len: usize) {
-    let header = DirentHeader {
+    let header = Ext4DirEntry2 {
         inode: U32::new(entry.inode),
         rec_len: U16::new(rec_len as u16),
         name_len: entry.name.len() as u8,
         file_type: entry.file_type,
     };
-    let name_at = offset + size_of::<DirentHeader>();
+    let name_at = offset + size_of::<Ext4DirEntry2>();
     block[offset..name_at].copy_from_slice(header.as_bytes());
     block[name_at..name_at + entry.name.len()].copy_from_slice(entry.name);
 }
@@ -432,9 +429,9 @@ fn encode_leaf(block: &mut [u8], entries: &[DirEntry], inode_seed: u32) {
     }
     let checksum =
         leaf_block_csum(inode_seed, block).expect("a leaf block is longer than its tail");
-    let tail = DirentTail {
+    let tail = Ext4DirEntryTail {
         reserved_zero1: U32::new(0),
-        rec_len: U16::new(size_of::<DirentTail>() as u16),
+        rec_len: U16::new(size_of::<Ext4DirEntryTail>() as u16),
         reserved_zero2: 0,
         reserved_ft: EXT4_FT_DIR_CSUM,
         checksum: U32::new(checksum),
@@ -452,7 +449,7 @@ fn put_dx_entries(
     entries: &[(u32, u32)],
     inode_seed: u32,
 ) {
-    let countlimit = DxCountLimit {
+    let countlimit = DxCountlimit {
         limit: U16::new(limit as u16),
         count: U16::new(entries.len() as u16),
     };
@@ -500,7 +497,7 @@ fn encode_dx_root(
     let dot_len = dirent_rec_len(1);
     put_dirent(block, 0, &dot, dot_len);
     // `..` spans the rest of the block, hiding the index from linear readers.
-    put_dirent(block, dot_len, &dotdot, BLOCK_SIZE - dot_len);
+    put_dirent(block, dot_len, &dotdot, BLOCK_SIZE as usize - dot_len);
     let info = DxRootInfo {
         reserved_zero: U32::new(0),
         hash_version: ctx.hash.version.as_u8(),
@@ -522,13 +519,13 @@ fn encode_dx_root(
 fn encode_dx_node(block: &mut [u8], entries: &[(u32, u32)], inode_seed: u32) {
     block.fill(0);
     // A free dirent covering the block, so linear readers skip it.
-    let fake = DirentHeader {
+    let fake = Ext4DirEntry2 {
         inode: U32::new(0),
-        rec_len: U16::new(BLOCK_SIZE as u16),
+        rec_len: U16::new(BLOCK_SIZE as usize as u16),
         name_len: 0,
         file_type: 0,
     };
-    block[..size_of::<DirentHeader>()].copy_from_slice(fake.as_bytes());
+    block[..size_of::<Ext4DirEntry2>()].copy_from_slice(fake.as_bytes());
     put_dx_entries(
         block,
         DX_NODE_COUNT_OFFSET,

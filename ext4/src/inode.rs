@@ -1,6 +1,6 @@
 //! Encoding tree metadata into on-disk inode fields.
 
-use crate::ondisk::Inode;
+use crate::format::Ext4Inode;
 use crate::spec::{EXTRA_ISIZE, INODE_SIZE};
 use crate::tree::{DeviceNumber, Metadata, Timestamp};
 use zerocopy::FromZeros;
@@ -67,8 +67,8 @@ pub struct InodeFields {
 }
 
 /// Builds a checksummed inode.
-pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32) -> Inode {
-    let mut inode = Inode::new_zeroed();
+pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32) -> Ext4Inode {
+    let mut inode = Ext4Inode::new_zeroed();
     inode.i_mode = fields.mode.into();
     inode.i_uid = (meta.uid as u16).into();
     inode.l_i_uid_high = ((meta.uid >> 16) as u16).into();
@@ -101,7 +101,7 @@ pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32
     inode.i_extra_isize = EXTRA_ISIZE.into();
     inode.i_xattrs = fields.xattrs;
     inode.update_checksum(ino, fs_seed);
-    debug_assert_eq!(size_of::<Inode>() as u64, INODE_SIZE);
+    debug_assert_eq!(size_of::<Ext4Inode>() as u64, INODE_SIZE);
     inode
 }
 

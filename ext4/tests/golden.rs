@@ -9,9 +9,9 @@ mod common;
 use std::io::Read;
 use std::sync::Arc;
 
-use banger_ext4::builder::{write_image, BuildError, Options};
+use banger_ext4::builder::{write_image, BuildError, ImageBuilder, Options};
 use banger_ext4::geometry::GeometryError;
-use banger_ext4::tree::{FileContent, NodeKind, Tree};
+use banger_ext4::tree::{ContentStore, FileContent, NodeKind, Tree};
 use banger_testkit::{arb_tree, sample_tree, SparseSource};
 use common::*;
 use proptest::strategy::{Strategy, ValueTree};
@@ -20,8 +20,12 @@ use sha2::{Digest, Sha256};
 
 /// SHA-256 of the image written from `tree` with `options`, in hex.
 fn digest(tree: &Tree, options: Options) -> String {
-    let written = write(tree, options);
-    let mut file = std::fs::File::open(&written.path).expect("open image");
+    digest_file(&write(tree, options).path)
+}
+
+/// SHA-256 of the file at `path`, in hex.
+fn digest_file(path: &std::path::Path) -> String {
+    let mut file = std::fs::File::open(path).expect("open image");
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -90,6 +94,51 @@ fn fragmented() -> Tree {
     tree
 }
 
+/// An image built as banger builds one: file data streamed into the image
+/// while the tree grows, a file overwritten (its first data is dead and
+/// punched out), a sparse file, and ids set after the data is in.
+fn streamed_digest() -> String {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("streamed.ext4");
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("create");
+    let mut builder = ImageBuilder::new(file, small(64)).expect("builder");
+    let mut tree = new_tree();
+    let etc = tree
+        .ensure_dir(Tree::ROOT, b"etc", meta(0o755))
+        .expect("dir");
+    let mut put =
+        |tree: &mut Tree, dir, name: &[u8], bytes: &[u8], ranges: &[std::ops::Range<u64>]| {
+            let content = builder
+                .store(&mut &bytes[..], bytes.len() as u64, ranges)
+                .expect("stored");
+            if tree.lookup(dir, name).is_some() {
+                tree.unlink(dir, name);
+            }
+            let id = tree.add(NodeKind::File(content), meta(0o644));
+            tree.link(dir, name, id).expect("link");
+        };
+    let old = vec![0x5Au8; 300_000];
+    put(&mut tree, etc, b"passwd", &old, &[0..old.len() as u64]);
+    put(&mut tree, etc, b"hostname", b"streamed\n", &[0..9]);
+    let new = vec![0xA5u8; 50_000];
+    put(&mut tree, etc, b"passwd", &new, &[0..new.len() as u64]);
+    let sparse: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8 | 1).collect();
+    let content = builder
+        .store(&mut &sparse[..], 1 << 20, &[4096..8192, 100_000..104_096])
+        .expect("stored");
+    let id = tree.add(NodeKind::File(content), meta(0o600));
+    tree.link(Tree::ROOT, b"sparse", id).expect("link");
+    builder.set_ids([3; 16], [4; 16]);
+    builder.finish(&tree).expect("finished");
+    digest_file(&path)
+}
+
 /// The smallest size the formatter accepts for `tree`.
 fn needed_size(tree: &Tree) -> u64 {
     let dir = tempfile::tempdir().expect("tmp");
@@ -131,6 +180,8 @@ fn images_are_byte_identical_to_the_pinned_digests() {
             },
         ),
     ));
+
+    got.push(("streamed", streamed_digest()));
 
     let mut runner = TestRunner::deterministic();
     let mut random = Sha256::new();
@@ -182,6 +233,10 @@ const EXPECTED: &[(&str, &str)] = &[
     (
         "empty-at-edge",
         "fabc14091c6eee16bfdeac7c1c0b7298755bff609ce013940913890559eeee49",
+    ),
+    (
+        "streamed",
+        "a5e2e27075832948d05277a48baf5e8cbdbc19ff47a466f4c5fb2eee2e60b9c1",
     ),
     (
         "random-24",
