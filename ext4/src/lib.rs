@@ -13,11 +13,16 @@ pub mod builder;
 pub mod checksum;
 pub mod data;
 pub mod dir;
+mod error;
 pub mod extent;
 pub mod format;
-pub mod geometry;
 pub mod inode;
+mod options;
+mod plan;
 pub mod read;
 pub mod spec;
 pub mod tree;
+mod write;
 pub mod xattr;
+
+pub use plan::geometry;

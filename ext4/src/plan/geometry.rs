@@ -1,6 +1,7 @@
 //! Filesystem geometry: how many blocks, groups and inodes, and how large
 //! the journal is, following mke2fs's rules where they apply.
 
+use super::layout::allocate_fixed;
 use crate::alloc::{BlockAllocator, OutOfSpace, SuperblockAreas};
 use crate::spec::{BLOCKS_PER_GROUP, BLOCK_SIZE, DESCS_PER_BLOCK, INODES_PER_BLOCK};
 
@@ -159,17 +160,14 @@ pub struct Demand<'a> {
 }
 
 impl Demand<'_> {
-    /// Blocks the image spans if it has `geometry`: allocating the per-group
-    /// metadata, the journal and the pending blocks on a copy of the allocator.
-    fn end_with(&self, geometry: &Geometry) -> Result<u64, OutOfSpace> {
+    /// Blocks the image spans if it has `geometry`: the writer's own
+    /// [`allocate_fixed`] and then the pending blocks, on a copy of the
+    /// allocator.
+    pub(crate) fn end_with(&self, geometry: &Geometry) -> Result<u64, OutOfSpace> {
         let mut alloc = self.allocator.clone();
         alloc.set_limit(u64::MAX);
-        alloc.alloc_many(2 * geometry.group_count)?;
-        for _ in 0..geometry.group_count {
-            alloc.alloc_contiguous(geometry.inode_table_blocks())?;
-        }
-        let journal_runs = alloc.alloc_many(geometry.journal_blocks)?.len();
-        alloc.alloc_many(self.pending_blocks + (self.journal_tree_blocks)(journal_runs))?;
+        allocate_fixed(&mut alloc, geometry, self.journal_tree_blocks)?;
+        alloc.alloc_many(self.pending_blocks)?;
         Ok(alloc.high_water())
     }
 
