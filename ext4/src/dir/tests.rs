@@ -1,3 +1,4 @@
+use super::htree::{interior_nodes, plan_leaves, Hashed};
 use super::*;
 use crate::checksum::ext4_chksum;
 
