@@ -30,7 +30,9 @@ use crate::write::MetadataWriter;
 
 mod content;
 
+pub use crate::data::DataError;
 pub use crate::error::BuildError;
+pub use crate::extent::ExtentError;
 pub use crate::options::{Options, DEFAULT_MAX_SIZE};
 
 /// What was built.

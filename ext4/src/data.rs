@@ -305,23 +305,28 @@ mod tests {
         (file, alloc, DataWriter::default())
     }
 
+    /// Stores all of `data` as one file with no holes declared, and flushes.
+    fn store_whole(
+        file: &tempfile::NamedTempFile,
+        alloc: &mut BlockAllocator,
+        writer: &mut DataWriter,
+        data: &[u8],
+    ) -> PlacedData {
+        let len = data.len() as u64;
+        let placed = writer
+            .store(file.as_file(), alloc, &mut &data[..], len, &[0..len])
+            .unwrap();
+        writer.flush(file.as_file()).unwrap();
+        placed
+    }
+
     #[test]
     fn zero_blocks_become_holes_and_runs_merge() {
         let (file, mut alloc, mut writer) = setup();
         let mut data = vec![7u8; 3 * BLOCK_SIZE as usize];
         data[BLOCK_SIZE as usize..2 * BLOCK_SIZE as usize].fill(0);
         data.truncate(3 * BLOCK_SIZE as usize - 100);
-        let len = data.len() as u64;
-        let placed = writer
-            .store(
-                file.as_file(),
-                &mut alloc,
-                &mut data.as_slice(),
-                len,
-                &[0..len],
-            )
-            .unwrap();
-        writer.flush(file.as_file()).unwrap();
+        let placed = store_whole(&file, &mut alloc, &mut writer, &data);
         assert_eq!(placed.extents.len(), 2);
         assert_eq!(
             placed.extents[0],
@@ -384,17 +389,7 @@ mod tests {
         let data: Vec<u8> = (0..8 * BLOCK_SIZE as usize)
             .map(|i| (i / BLOCK_SIZE as usize + 1) as u8)
             .collect();
-        let len = data.len() as u64;
-        let placed = writer
-            .store(
-                file.as_file(),
-                &mut alloc,
-                &mut data.as_slice(),
-                len,
-                &[0..len],
-            )
-            .unwrap();
-        writer.flush(file.as_file()).unwrap();
+        let placed = store_whole(&file, &mut alloc, &mut writer, &data);
         assert_eq!(placed.extents.len(), 2, "{:?}", placed.extents);
         for extent in &placed.extents {
             for i in 0..extent.len {
