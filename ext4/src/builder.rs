@@ -1,6 +1,7 @@
 //! The image builder: streams file data into the image while the tree is
-//! built, then plans the metadata ([`crate::plan`]), sizes the filesystem
-//! ([`crate::geometry`]) and writes it ([`crate::write`]) in one pass.
+//! built; then plans the metadata (inode numbers, link counts, each inode's
+//! blocks), sizes the filesystem ([`crate::geometry`]) and writes it all in
+//! one pass.
 
 use std::fs::File;
 use std::path::Path;
@@ -46,7 +47,7 @@ pub struct ImageSummary {
     pub used_blocks: u64,
 }
 
-/// Builds one image: file data streams in through [`ContentStore`], then
+/// Builds one image: file data streams in through [`crate::tree::ContentStore`], then
 /// [`ImageBuilder::finish`] writes the metadata for a tree.
 #[derive(Debug)]
 pub struct ImageBuilder {

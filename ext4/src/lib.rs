@@ -9,7 +9,7 @@
 //! Describe the content with [`tree`], write it with [`ImageBuilder`] (file
 //! data streamed in as the tree grows) or [`write_image`], and read an image
 //! back with [`read`]. [`geometry`], [`alloc`] and [`spec`] give the sizing
-//! rules to the fuzzers; [`format`], [`checksum`], [`dir`], [`xattr`] and
+//! rules to the fuzzers; [`format`](mod@format), [`checksum`], [`dir`], [`xattr`] and
 //! [`acl`] give the on-disk encoders to the tests that check them against
 //! e2fsprogs.
 

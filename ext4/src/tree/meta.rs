@@ -28,7 +28,7 @@ pub type Xattrs = BTreeMap<Vec<u8>, Vec<u8>>;
 pub struct Metadata {
     /// Permission bits including setuid (0o4000), setgid (0o2000) and sticky
     /// (0o1000). Only the low 12 bits are used; the file type comes from
-    /// [`NodeKind`].
+    /// [`NodeKind`](super::NodeKind).
     pub permissions: u16,
     /// Owner user id.
     pub uid: u32,
