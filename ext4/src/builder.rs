@@ -182,8 +182,10 @@ impl ImageBuilder {
             predicted,
             written: w.alloc.high_water(),
         };
-        // Sizing counts directory extent trees generously, never short.
-        assert!(
+        // Sizing counts directory extent trees generously, never short; past
+        // the prediction but within the image nothing is wrong on disk, so
+        // only debug builds (the tests) stop there.
+        debug_assert!(
             span.written <= span.predicted,
             "the writer took blocks up to {} but sizing planned for {}",
             span.written,

@@ -20,7 +20,7 @@ pub(crate) const LOST_FOUND: &[u8] = b"lost+found";
 pub(crate) const LOST_FOUND_BLOCKS: usize = 4;
 
 /// Where files whose tree content is a source were placed by
-/// [`ImageBuilder::finish`]; a map, not a vector per node, since most
+/// [`crate::builder::ImageBuilder::finish`]; a map, not a vector per node, since most
 /// files arrive already placed.
 pub(crate) type SourcePlacements = HashMap<NodeId, PlacedData>;
 
