@@ -7,8 +7,6 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::alloc::{BlockAllocator, Run, SuperblockAreas};
-use crate::bitmap::UsedBlocks;
-use crate::data::DataWriter;
 use crate::dir::{HashParams, HashVersion};
 use crate::error::io_error;
 use crate::extent;
@@ -22,6 +20,8 @@ use crate::spec::{
     group_has_super, BLOCKS_PER_GROUP, BLOCK_SIZE, DESCS_PER_BLOCK, EXT4_JOURNAL_INO,
 };
 use crate::tree::Tree;
+use crate::write::bitmap::UsedBlocks;
+use crate::write::data::DataWriter;
 use crate::write::groups::write_group_metadata;
 use crate::write::inode_table::InodeTables;
 use crate::write::inodes::{write_xattr_blocks, InodeWriter};
@@ -31,10 +31,10 @@ use crate::write::MetadataWriter;
 
 mod content;
 
-pub use crate::data::DataError;
 pub use crate::error::BuildError;
 pub use crate::extent::ExtentError;
 pub use crate::options::{Options, DEFAULT_MAX_SIZE};
+pub use crate::write::data::DataError;
 
 /// What was built.
 #[derive(Clone, Debug, PartialEq, Eq)]

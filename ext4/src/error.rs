@@ -3,11 +3,11 @@
 use std::io;
 
 use crate::alloc::OutOfSpace;
-use crate::data::DataError;
 use crate::dir::DirError;
 use crate::extent::ExtentError;
 use crate::geometry::GeometryError;
 use crate::spec::{EXT4_LINK_MAX, MAX_SYMLINK_LEN};
+use crate::write::data::DataError;
 use crate::xattr::XattrError;
 
 /// Why an image could not be built.

@@ -24,8 +24,6 @@ pub mod spec;
 pub mod tree;
 pub mod xattr;
 
-mod bitmap;
-mod data;
 mod error;
 mod extent;
 mod inode;

@@ -5,7 +5,6 @@ use std::os::unix::fs::FileExt;
 
 use zerocopy::IntoBytes;
 
-use crate::bitmap;
 use crate::error::{io_error, BuildError};
 use crate::format::{Ext4GroupDesc, Ext4Inode};
 use crate::geometry::Geometry;
@@ -16,6 +15,7 @@ use crate::spec::{
     group_has_super, BLOCKS_PER_GROUP, BLOCK_SIZE, DESC_SIZE, EXT4_BG_INODE_UNINIT,
     EXT4_BG_INODE_ZEROED, SUPERBLOCK_OFFSET,
 };
+use crate::write::bitmap;
 
 use super::superblock::superblock;
 use super::{write_block, MetadataWriter};

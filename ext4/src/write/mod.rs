@@ -1,18 +1,21 @@
-//! Writing: the metadata blocks once the geometry is known (journal, xattr
-//! blocks, directories, extent trees, inode tables, bitmaps, descriptors and
-//! superblocks), and the holes left by data no file kept.
+//! Writing: file data as it streams in ([`data`]); once the geometry is
+//! known, the metadata blocks (journal, xattr blocks, directories, extent
+//! trees, inode tables, bitmaps, descriptors and superblocks); and the holes
+//! left by data no file kept.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use crate::alloc::{BlockAllocator, Run};
-use crate::bitmap::UsedBlocks;
 use crate::error::{io_error, BuildError};
 use crate::extent::{self, Owner};
 use crate::inode::InodeFields;
 use crate::spec::{BLOCK_SIZE, EXT4_EXTENTS_FL};
 use crate::tree::PlacedExtent;
+use crate::write::bitmap::UsedBlocks;
 
+pub(crate) mod bitmap;
+pub(crate) mod data;
 pub(crate) mod groups;
 pub(crate) mod inode_table;
 pub(crate) mod inodes;

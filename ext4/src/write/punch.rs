@@ -5,10 +5,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::alloc::Run;
-use crate::bitmap::UsedBlocks;
-use crate::data::DataWriter;
 use crate::error::{io_error, BuildError};
 use crate::spec::BLOCK_SIZE;
+use crate::write::bitmap::UsedBlocks;
+use crate::write::data::DataWriter;
 
 /// Punches holes where data was written for files no longer in the
 /// tree (overwritten or whited out in a later layer), so their bytes do
