@@ -7,73 +7,13 @@
 //! converts in `fs/ext4/acl.c` (`ext4_acl_to_disk`, `ext4_acl_from_disk`);
 //! e2fsprogs in `convert_posix_acl_to_disk_buffer`.
 
-use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, IntoBytes};
 
-/// Version of the VFS (`getxattr`) ACL format.
-pub const POSIX_ACL_XATTR_VERSION: u32 = 0x0002;
-/// Version of ext4's on-disk ACL format.
-pub const EXT4_ACL_VERSION: u32 = 0x0001;
-
-/// The file owner's entry.
-pub const ACL_USER_OBJ: u16 = 0x01;
-/// A named user's entry.
-pub const ACL_USER: u16 = 0x02;
-/// The owning group's entry.
-pub const ACL_GROUP_OBJ: u16 = 0x04;
-/// A named group's entry.
-pub const ACL_GROUP: u16 = 0x08;
-/// The mask entry.
-pub const ACL_MASK: u16 = 0x10;
-/// Everyone else's entry.
-pub const ACL_OTHER: u16 = 0x20;
-
-/// Read permission.
-pub const ACL_READ: u16 = 0x04;
-/// Write permission.
-pub const ACL_WRITE: u16 = 0x02;
-/// Execute permission.
-pub const ACL_EXECUTE: u16 = 0x01;
-
-/// The id the VFS format gives entries that name nobody.
-pub const ACL_UNDEFINED_ID: u32 = u32::MAX;
-
-/// Header of both formats: just the version.
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct AclHeader {
-    /// [`POSIX_ACL_XATTR_VERSION`] or [`EXT4_ACL_VERSION`].
-    pub a_version: U32,
-}
-const _: () = assert!(size_of::<AclHeader>() == 4);
-
-/// A full entry: every VFS entry, and ext4's `ACL_USER`/`ACL_GROUP` entries
-/// (`posix_acl_xattr_entry`, `ext4_acl_entry`).
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct AclEntry {
-    /// One of the `ACL_*` tags.
-    pub e_tag: U16,
-    /// `ACL_READ | ACL_WRITE | ACL_EXECUTE` bits.
-    pub e_perm: U16,
-    /// The uid or gid for named entries.
-    pub e_id: U32,
-}
-const _: () = assert!(size_of::<AclEntry>() == 8);
-
-/// ext4's short entry for tags that name nobody (`ext4_acl_entry_short`).
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct AclEntryShort {
-    /// One of `ACL_USER_OBJ`, `ACL_GROUP_OBJ`, `ACL_MASK`, `ACL_OTHER`.
-    pub e_tag: U16,
-    /// `ACL_READ | ACL_WRITE | ACL_EXECUTE` bits.
-    pub e_perm: U16,
-}
-const _: () = assert!(size_of::<AclEntryShort>() == 4);
+use crate::format::acl::*;
 
 /// Why an ACL value was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AclError {
     /// The value is shorter than the 4-byte header.
     #[error("ACL value of {0} bytes has no header")]
@@ -119,7 +59,7 @@ fn check_perm(perm: u16) -> Result<(), AclError> {
 /// Splits off the header and checks its version.
 fn read_header(value: &[u8], expected: u32) -> Result<&[u8], AclError> {
     let (header, rest) =
-        AclHeader::read_from_prefix(value).map_err(|_| AclError::MissingHeader(value.len()))?;
+        Ext4AclHeader::read_from_prefix(value).map_err(|_| AclError::MissingHeader(value.len()))?;
     let found = header.a_version.get();
     if found != expected {
         return Err(AclError::BadVersion { found, expected });
@@ -131,7 +71,7 @@ fn read_header(value: &[u8], expected: u32) -> Result<&[u8], AclError> {
 /// ext4's on-disk format (version 1, short entries where no id is needed).
 pub fn vfs_acl_to_ext4(value: &[u8]) -> Result<Vec<u8>, AclError> {
     let body = read_header(value, POSIX_ACL_XATTR_VERSION)?;
-    let (entries, rest) = <[AclEntry]>::ref_from_prefix_with_elems(body, body.len() / 8)
+    let (entries, rest) = <[Ext4AclEntry]>::ref_from_prefix_with_elems(body, body.len() / 8)
         .map_err(|_| AclError::BadSize(value.len()))?;
     if !rest.is_empty() {
         return Err(AclError::BadSize(value.len()));
@@ -139,7 +79,7 @@ pub fn vfs_acl_to_ext4(value: &[u8]) -> Result<Vec<u8>, AclError> {
     if entries.is_empty() {
         return Err(AclError::Empty);
     }
-    let mut out = AclHeader {
+    let mut out = Ext4AclHeader {
         a_version: EXT4_ACL_VERSION.into(),
     }
     .as_bytes()
@@ -149,7 +89,7 @@ pub fn vfs_acl_to_ext4(value: &[u8]) -> Result<Vec<u8>, AclError> {
         if tag_has_id(entry.e_tag.get())? {
             out.extend_from_slice(entry.as_bytes());
         } else {
-            let short = AclEntryShort {
+            let short = Ext4AclEntryShort {
                 e_tag: entry.e_tag,
                 e_perm: entry.e_perm,
             };
@@ -166,23 +106,23 @@ pub fn ext4_acl_to_vfs(value: &[u8]) -> Result<Vec<u8>, AclError> {
     if body.is_empty() {
         return Err(AclError::Empty);
     }
-    let mut out = AclHeader {
+    let mut out = Ext4AclHeader {
         a_version: POSIX_ACL_XATTR_VERSION.into(),
     }
     .as_bytes()
     .to_vec();
     while !body.is_empty() {
-        let (short, _) =
-            AclEntryShort::read_from_prefix(body).map_err(|_| AclError::BadSize(value.len()))?;
+        let (short, _) = Ext4AclEntryShort::read_from_prefix(body)
+            .map_err(|_| AclError::BadSize(value.len()))?;
         check_perm(short.e_perm.get())?;
         let entry = if tag_has_id(short.e_tag.get())? {
             let (full, rest) =
-                AclEntry::read_from_prefix(body).map_err(|_| AclError::BadSize(value.len()))?;
+                Ext4AclEntry::read_from_prefix(body).map_err(|_| AclError::BadSize(value.len()))?;
             body = rest;
             full
         } else {
-            body = &body[size_of::<AclEntryShort>()..];
-            AclEntry {
+            body = &body[size_of::<Ext4AclEntryShort>()..];
+            Ext4AclEntry {
                 e_tag: short.e_tag,
                 e_perm: short.e_perm,
                 e_id: ACL_UNDEFINED_ID.into(),

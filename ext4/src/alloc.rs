@@ -61,6 +61,7 @@ impl SuperblockAreas {
 /// Allocation failed: the image is full.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("no space left below block {limit}")]
+#[non_exhaustive]
 pub struct OutOfSpace {
     /// The block the allocation would have crossed.
     pub limit: u64,

@@ -12,6 +12,14 @@ pub fn fs_seed(uuid: &[u8; 16]) -> u32 {
     ext4_chksum(!0, uuid)
 }
 
+/// The seed of one inode's checksums (the kernel's `ei->i_csum_seed`): the
+/// filesystem seed run over the inode number and generation. The inode's own
+/// checksum, its extent tree blocks and its directory blocks start from it.
+pub fn inode_seed(fs_seed: u32, ino: u32, generation: u32) -> u32 {
+    let seed = ext4_chksum(fs_seed, &ino.to_le_bytes());
+    ext4_chksum(seed, &generation.to_le_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

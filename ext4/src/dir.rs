@@ -7,22 +7,20 @@
 //! nodes follow the leaves. Placing the blocks on disk is the caller's job.
 
 pub mod hash;
-pub mod ondisk;
+mod htree;
+mod leaf;
+
+use htree::build_htree;
+use leaf::build_linear;
 
 use core::mem::size_of;
 
-use zerocopy::little_endian::{U16, U32};
-use zerocopy::IntoBytes;
-
-pub use hash::{dx_hash, HashParams, HashVersion};
-use ondisk::{
-    dir_inode_seed, dirent_rec_len, dx_block_csum, leaf_block_csum, DirentHeader, DirentTail,
-    DxCountLimit, DxEntry, DxRootInfo, DxTail, DX_NODE_COUNT_OFFSET, DX_ROOT_COUNT_OFFSET,
-    EXT4_FT_DIR_CSUM,
+use crate::checksum::inode_seed;
+use crate::format::dir::{
+    dirent_rec_len, DxEntry, DxTail, Ext4DirEntryTail, DX_NODE_COUNT_OFFSET, DX_ROOT_COUNT_OFFSET,
 };
-
-/// Directory block size; the formatter only writes 4 KiB blocks.
-pub const BLOCK_SIZE: usize = crate::spec::BLOCK_SIZE as usize;
+use crate::spec::BLOCK_SIZE;
+pub use hash::{dx_hash, HashParams, HashVersion};
 
 /// Unknown file type.
 pub const EXT4_FT_UNKNOWN: u8 = 0;
@@ -50,13 +48,13 @@ pub const EXT4_NAME_LEN: usize = 255;
 pub const HTREE_SLACK_PERCENT: usize = 20;
 
 /// Bytes of a leaf block available to dirents (the tail takes the rest).
-const LEAF_SPACE: usize = BLOCK_SIZE - size_of::<DirentTail>();
+const LEAF_SPACE: usize = BLOCK_SIZE as usize - size_of::<Ext4DirEntryTail>();
 /// Entries in a checksummed dx root: `(bs - 32 - 8) / 8`.
 pub const DX_ROOT_LIMIT: usize =
-    (BLOCK_SIZE - DX_ROOT_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
+    (BLOCK_SIZE as usize - DX_ROOT_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
 /// Entries in a checksummed dx interior node: `(bs - 8 - 8) / 8`.
 pub const DX_NODE_LIMIT: usize =
-    (BLOCK_SIZE - DX_NODE_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
+    (BLOCK_SIZE as usize - DX_NODE_COUNT_OFFSET - size_of::<DxTail>()) / size_of::<DxEntry>();
 const _: () = assert!(DX_ROOT_LIMIT == 507 && DX_NODE_LIMIT == 510);
 
 /// One name in a directory (not `.` or `..`).
@@ -80,7 +78,7 @@ pub struct DirContext {
     /// The directory inode's `i_generation`.
     pub generation: u32,
     /// The filesystem checksum seed (see [`crate::checksum::fs_seed`]).
-    pub csum_seed: u32,
+    pub fs_seed: u32,
     /// The filesystem's htree hash.
     pub hash: HashParams,
 }
@@ -88,26 +86,27 @@ pub struct DirContext {
 /// The encoded directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirBlocks {
-    /// `block_count() * BLOCK_SIZE` bytes in logical block order, checksums filled.
+    /// `block_count() * BLOCK_SIZE as usize` bytes in logical block order, checksums filled.
     pub data: Vec<u8>,
     /// True for an htree: the writer sets [`EXT4_INDEX_FL`] on the inode.
     pub indexed: bool,
 }
 
 impl DirBlocks {
-    /// Number of 4 KiB blocks; the directory's `i_size` is this times [`BLOCK_SIZE`].
+    /// Number of 4 KiB blocks; the directory's `i_size` is this times [`BLOCK_SIZE as usize`].
     pub fn block_count(&self) -> usize {
-        self.data.len() / BLOCK_SIZE
+        self.data.len() / BLOCK_SIZE as usize
     }
 
     /// The blocks, in logical order.
     pub fn blocks(&self) -> impl Iterator<Item = &[u8]> {
-        self.data.chunks_exact(BLOCK_SIZE)
+        self.data.chunks_exact(BLOCK_SIZE as usize)
     }
 }
 
 /// Why a directory cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DirError {
     /// A name of zero bytes.
     #[error("empty file name (inode {inode})")]
@@ -175,7 +174,7 @@ pub fn build_directory(
     for entry in entries {
         validate(entry)?;
     }
-    let inode_seed = dir_inode_seed(ctx.csum_seed, ctx.dir_inode, ctx.generation);
+    let inode_seed = inode_seed(ctx.fs_seed, ctx.dir_inode, ctx.generation);
     let dots = dirent_rec_len(1) + dirent_rec_len(2);
     let names: usize = entries.iter().map(|e| dirent_rec_len(e.name.len())).sum();
     if dots + names <= LEAF_SPACE {
@@ -227,312 +226,6 @@ fn reject_duplicates<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> Result<()
         previous = name;
     }
     Ok(())
-}
-
-fn build_linear(
-    entries: &[DirEntry],
-    ctx: &DirContext,
-    inode_seed: u32,
-    min_blocks: usize,
-) -> Result<DirBlocks, DirError> {
-    let mut sorted: Vec<&DirEntry> = entries.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.name.cmp(b.name).then(a.inode.cmp(&b.inode)));
-    reject_duplicates(sorted.iter().map(|e| e.name))?;
-
-    let blocks = min_blocks.max(1);
-    let mut data = vec![0u8; blocks * BLOCK_SIZE];
-    let mut first: Vec<DirEntry> = Vec::with_capacity(sorted.len() + 2);
-    first.push(DirEntry {
-        name: b".",
-        inode: ctx.dir_inode,
-        file_type: EXT4_FT_DIR,
-    });
-    first.push(DirEntry {
-        name: b"..",
-        inode: ctx.parent_inode,
-        file_type: EXT4_FT_DIR,
-    });
-    first.extend(sorted.into_iter().copied());
-
-    let mut chunks = data.chunks_exact_mut(BLOCK_SIZE);
-    if let Some(block) = chunks.next() {
-        encode_leaf(block, &first, inode_seed);
-    }
-    for block in chunks {
-        encode_leaf(block, &[], inode_seed);
-    }
-    Ok(DirBlocks {
-        data,
-        indexed: false,
-    })
-}
-
-/// A name with its hash, ready to be placed in a leaf.
-struct Hashed<'a> {
-    hash: u32,
-    minor: u32,
-    entry: &'a DirEntry<'a>,
-}
-
-/// The leaves of an htree: ranges of the hash-sorted entries and the index
-/// hash of each (the first entry's hash, bit 0 set when it continues a run
-/// of equal hashes from the previous leaf).
-struct LeafPlan {
-    ranges: Vec<core::ops::Range<usize>>,
-    hashes: Vec<u32>,
-}
-
-/// Packs sorted entries into leaves exactly like e2fsck's `copy_dir_entries`:
-/// fill each leaf in order, closing it once less than the slack is left.
-fn plan_leaves(sorted: &[Hashed]) -> LeafPlan {
-    let slack = LEAF_SPACE * HTREE_SLACK_PERCENT / 100;
-    let mut plan = LeafPlan {
-        ranges: Vec::new(),
-        hashes: Vec::new(),
-    };
-    let mut start = 0;
-    let mut left = LEAF_SPACE;
-    for (i, item) in sorted.iter().enumerate() {
-        let rec_len = dirent_rec_len(item.entry.name.len());
-        if rec_len > left {
-            plan.ranges.push(start..i);
-            start = i;
-            left = LEAF_SPACE;
-        }
-        if start == i {
-            let continues_run = i > 0 && sorted[i - 1].hash == item.hash;
-            plan.hashes.push(item.hash | u32::from(continues_run));
-        }
-        left -= rec_len;
-        if left < slack {
-            left = 0;
-        }
-    }
-    plan.ranges.push(start..sorted.len());
-    plan
-}
-
-fn build_htree(
-    entries: &[DirEntry],
-    ctx: &DirContext,
-    inode_seed: u32,
-) -> Result<DirBlocks, DirError> {
-    let mut sorted: Vec<Hashed> = entries
-        .iter()
-        .map(|entry| {
-            let (hash, minor) = dx_hash(entry.name, &ctx.hash);
-            Hashed { hash, minor, entry }
-        })
-        .collect();
-    sorted.sort_unstable_by(|a, b| {
-        (a.hash, a.minor, a.entry.name, a.entry.inode).cmp(&(
-            b.hash,
-            b.minor,
-            b.entry.name,
-            b.entry.inode,
-        ))
-    });
-    // Equal names hash equally, so duplicates end up adjacent.
-    reject_duplicates(sorted.iter().map(|h| h.entry.name))?;
-
-    let plan = plan_leaves(&sorted);
-    let leaves = plan.ranges.len();
-    let nodes = interior_nodes(leaves)?;
-    let mut data = vec![0u8; (1 + leaves + nodes) * BLOCK_SIZE];
-    let mut blocks = data.chunks_exact_mut(BLOCK_SIZE);
-    let root = blocks.next();
-
-    let mut leaf_entries: Vec<DirEntry> = Vec::new();
-    for (range, block) in plan.ranges.iter().zip(blocks.by_ref()) {
-        leaf_entries.clear();
-        leaf_entries.extend(sorted[range.clone()].iter().map(|h| *h.entry));
-        encode_leaf(block, &leaf_entries, inode_seed);
-    }
-
-    // (hash, logical block) of every leaf; leaf i lives in block i + 1.
-    let leaf_index: Vec<(u32, u32)> = plan
-        .hashes
-        .iter()
-        .zip(1u32..)
-        .map(|(&hash, block)| (hash, block))
-        .collect();
-    let root_entries: Vec<(u32, u32)> = if nodes == 0 {
-        leaf_index
-    } else {
-        let first_node_block = 1 + leaves as u32;
-        let mut root_entries = Vec::with_capacity(nodes);
-        for ((children, block), node_block) in leaf_index
-            .chunks(DX_NODE_LIMIT)
-            .zip(blocks.by_ref())
-            .zip(first_node_block..)
-        {
-            encode_dx_node(block, children, inode_seed);
-            root_entries.push((children[0].0, node_block));
-        }
-        root_entries
-    };
-    if let Some(root) = root {
-        encode_dx_root(root, ctx, u8::from(nodes > 0), &root_entries, inode_seed);
-    }
-    Ok(DirBlocks {
-        data,
-        indexed: true,
-    })
-}
-
-/// Interior index nodes needed for `leaves` leaves: none while the root can
-/// point at every leaf, else one level (the kernel's limit without large_dir).
-fn interior_nodes(leaves: usize) -> Result<usize, DirError> {
-    let max = DX_ROOT_LIMIT * DX_NODE_LIMIT;
-    if leaves <= DX_ROOT_LIMIT {
-        Ok(0)
-    } else if leaves <= max {
-        Ok(leaves.div_ceil(DX_NODE_LIMIT))
-    } else {
-        Err(DirError::TooLarge { leaves, max })
-    }
-}
-
-/// Writes one dirent at `offset`; `rec_len` may exceed the name's need.
-fn put_dirent(block: &mut [u8], offset: usize, entry: &DirEntry, rec_len: usize) {
-    let header = DirentHeader {
-        inode: U32::new(entry.inode),
-        rec_len: U16::new(rec_len as u16),
-        name_len: entry.name.len() as u8,
-        file_type: entry.file_type,
-    };
-    let name_at = offset + size_of::<DirentHeader>();
-    block[offset..name_at].copy_from_slice(header.as_bytes());
-    block[name_at..name_at + entry.name.len()].copy_from_slice(entry.name);
-}
-
-/// Encodes a leaf block: `entries` packed in order (the last one's `rec_len`
-/// reaching the tail; an unused record if there are none), then the tail.
-/// Callers guarantee the entries fit in [`LEAF_SPACE`].
-fn encode_leaf(block: &mut [u8], entries: &[DirEntry], inode_seed: u32) {
-    block.fill(0);
-    let mut offset = 0;
-    for (i, entry) in entries.iter().enumerate() {
-        let rec_len = if i + 1 == entries.len() {
-            LEAF_SPACE - offset
-        } else {
-            dirent_rec_len(entry.name.len())
-        };
-        put_dirent(block, offset, entry, rec_len);
-        offset += rec_len;
-    }
-    if entries.is_empty() {
-        let unused = DirEntry {
-            name: b"",
-            inode: 0,
-            file_type: 0,
-        };
-        put_dirent(block, 0, &unused, LEAF_SPACE);
-    }
-    let checksum = leaf_block_csum(inode_seed, block).unwrap_or(0);
-    let tail = DirentTail {
-        reserved_zero1: U32::new(0),
-        rec_len: U16::new(size_of::<DirentTail>() as u16),
-        reserved_zero2: 0,
-        reserved_ft: EXT4_FT_DIR_CSUM,
-        checksum: U32::new(checksum),
-    };
-    block[LEAF_SPACE..].copy_from_slice(tail.as_bytes());
-}
-
-/// Writes the count/limit header, the entries and the checksummed dx tail of
-/// an index block whose header sits at `count_offset`. Entry 0's hash slot
-/// holds the count/limit, so only its block is written.
-fn put_dx_entries(
-    block: &mut [u8],
-    count_offset: usize,
-    limit: usize,
-    entries: &[(u32, u32)],
-    inode_seed: u32,
-) {
-    let countlimit = DxCountLimit {
-        limit: U16::new(limit as u16),
-        count: U16::new(entries.len() as u16),
-    };
-    block[count_offset..count_offset + 4].copy_from_slice(countlimit.as_bytes());
-    for (i, &(hash, child)) in entries.iter().enumerate() {
-        let at = count_offset + i * size_of::<DxEntry>();
-        if i == 0 {
-            block[at + 4..at + 8].copy_from_slice(&child.to_le_bytes());
-        } else {
-            let entry = DxEntry {
-                hash: U32::new(hash),
-                block: U32::new(child),
-            };
-            block[at..at + size_of::<DxEntry>()].copy_from_slice(entry.as_bytes());
-        }
-    }
-    let tail_at = count_offset + limit * size_of::<DxEntry>();
-    let checksum = dx_block_csum(inode_seed, block, count_offset).unwrap_or(0);
-    let tail = DxTail {
-        reserved: U32::new(0),
-        checksum: U32::new(checksum),
-    };
-    block[tail_at..tail_at + size_of::<DxTail>()].copy_from_slice(tail.as_bytes());
-}
-
-fn encode_dx_root(
-    block: &mut [u8],
-    ctx: &DirContext,
-    indirect_levels: u8,
-    entries: &[(u32, u32)],
-    inode_seed: u32,
-) {
-    block.fill(0);
-    let dot = DirEntry {
-        name: b".",
-        inode: ctx.dir_inode,
-        file_type: EXT4_FT_DIR,
-    };
-    let dotdot = DirEntry {
-        name: b"..",
-        inode: ctx.parent_inode,
-        file_type: EXT4_FT_DIR,
-    };
-    let dot_len = dirent_rec_len(1);
-    put_dirent(block, 0, &dot, dot_len);
-    // `..` spans the rest of the block, hiding the index from linear readers.
-    put_dirent(block, dot_len, &dotdot, BLOCK_SIZE - dot_len);
-    let info = DxRootInfo {
-        reserved_zero: U32::new(0),
-        hash_version: ctx.hash.version.as_u8(),
-        info_length: size_of::<DxRootInfo>() as u8,
-        indirect_levels,
-        unused_flags: 0,
-    };
-    let info_at = dot_len + dirent_rec_len(2);
-    block[info_at..info_at + size_of::<DxRootInfo>()].copy_from_slice(info.as_bytes());
-    put_dx_entries(
-        block,
-        DX_ROOT_COUNT_OFFSET,
-        DX_ROOT_LIMIT,
-        entries,
-        inode_seed,
-    );
-}
-
-fn encode_dx_node(block: &mut [u8], entries: &[(u32, u32)], inode_seed: u32) {
-    block.fill(0);
-    // A free dirent covering the block, so linear readers skip it.
-    let fake = DirentHeader {
-        inode: U32::new(0),
-        rec_len: U16::new(BLOCK_SIZE as u16),
-        name_len: 0,
-        file_type: 0,
-    };
-    block[..size_of::<DirentHeader>()].copy_from_slice(fake.as_bytes());
-    put_dx_entries(
-        block,
-        DX_NODE_COUNT_OFFSET,
-        DX_NODE_LIMIT,
-        entries,
-        inode_seed,
-    );
 }
 
 #[cfg(test)]

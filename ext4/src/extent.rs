@@ -3,8 +3,8 @@
 
 use zerocopy::IntoBytes;
 
-use crate::checksum::ext4_chksum;
-use crate::ondisk::{ExtentHeader, ExtentIndex, ExtentLeaf};
+use crate::checksum::{ext4_chksum, inode_seed};
+use crate::format::{Ext4Extent, Ext4ExtentHeader, Ext4ExtentIdx};
 use crate::spec::{
     BLOCK_SIZE, EXT4_EXTENTS_IN_INODE, EXT4_EXTENTS_PER_BLOCK, EXT4_EXT_MAGIC, EXT_INIT_MAX_LEN,
 };
@@ -12,6 +12,7 @@ use crate::tree::PlacedExtent;
 
 /// Why an extent tree could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExtentError {
     /// ext4 addresses file blocks with 32 bits.
     #[error("file block {0} is beyond ext4's 2^32 block limit")]
@@ -37,7 +38,7 @@ pub struct ExtentTree {
 }
 
 /// Splits placed runs into extents of at most [`EXT_INIT_MAX_LEN`] blocks.
-pub fn leaf_entries(runs: &[PlacedExtent]) -> Result<Vec<ExtentLeaf>, ExtentError> {
+pub fn leaf_entries(runs: &[PlacedExtent]) -> Result<Vec<Ext4Extent>, ExtentError> {
     let mut leaves = Vec::with_capacity(runs.len());
     for run in runs {
         let mut done = 0;
@@ -49,7 +50,7 @@ pub fn leaf_entries(runs: &[PlacedExtent]) -> Result<Vec<ExtentLeaf>, ExtentErro
                 return Err(ExtentError::FileTooLarge(last));
             }
             let physical = run.physical_block + done;
-            leaves.push(ExtentLeaf {
+            leaves.push(Ext4Extent {
                 ee_block: (logical as u32).into(),
                 ee_len: (len as u16).into(),
                 ee_start_hi: ((physical >> 32) as u16).into(),
@@ -83,8 +84,8 @@ pub struct Owner {
     pub fs_seed: u32,
 }
 
-fn header(entries: usize, max: usize, depth: u16) -> ExtentHeader {
-    ExtentHeader {
+fn header(entries: usize, max: usize, depth: u16) -> Ext4ExtentHeader {
+    Ext4ExtentHeader {
         eh_magic: EXT4_EXT_MAGIC.into(),
         eh_entries: (entries as u16).into(),
         eh_max: (max as u16).into(),
@@ -111,7 +112,7 @@ fn node_bytes<T: IntoBytes + zerocopy::Immutable>(
 
 /// Builds the tree for `leaves`, placing tree blocks at `physical` (which
 /// must hold exactly [`tree_blocks_needed`] blocks, in order).
-pub fn build(leaves: &[ExtentLeaf], physical: &[u64], owner: Owner) -> ExtentTree {
+pub fn build(leaves: &[Ext4Extent], physical: &[u64], owner: Owner) -> ExtentTree {
     debug_assert_eq!(physical.len() as u64, tree_blocks_needed(leaves.len()));
     let mut blocks = Vec::with_capacity(physical.len());
     let mut next_physical = physical.iter().copied();
@@ -128,19 +129,20 @@ pub fn build(leaves: &[ExtentLeaf], physical: &[u64], owner: Owner) -> ExtentTre
     while level.len() > EXT4_EXTENTS_IN_INODE {
         let mut parents = Vec::with_capacity(level.len().div_ceil(EXT4_EXTENTS_PER_BLOCK));
         for chunk in level.chunks(EXT4_EXTENTS_PER_BLOCK) {
-            let block_nr = next_physical.next().unwrap_or_default();
+            let block_nr = next_physical
+                .next()
+                .expect("the caller allocated tree_blocks_needed() blocks");
             let raw: Vec<[u8; 12]> = chunk.iter().map(|(_, raw)| *raw).collect();
             let mut bytes = node_bytes(&raw, EXT4_EXTENTS_PER_BLOCK, depth, BLOCK_SIZE as usize);
             let tail = 12 + 12 * EXT4_EXTENTS_PER_BLOCK;
-            let seeded = ext4_chksum(owner.fs_seed, &owner.ino.to_le_bytes());
-            let seeded = ext4_chksum(seeded, &owner.generation.to_le_bytes());
-            let sum = ext4_chksum(seeded, &bytes[..tail]);
+            let seed = inode_seed(owner.fs_seed, owner.ino, owner.generation);
+            let sum = ext4_chksum(seed, &bytes[..tail]);
             bytes[tail..tail + 4].copy_from_slice(&sum.to_le_bytes());
             blocks.push(TreeBlock {
                 physical: block_nr,
                 bytes,
             });
-            let index = ExtentIndex {
+            let index = Ext4ExtentIdx {
                 ei_block: chunk[0].0.into(),
                 ei_leaf_lo: (block_nr as u32).into(),
                 ei_leaf_hi: ((block_nr >> 32) as u16).into(),

@@ -1,8 +1,9 @@
 //! Encoding tree metadata into on-disk inode fields.
 
-use crate::ondisk::Inode;
+use crate::format::Ext4Inode;
 use crate::spec::{EXTRA_ISIZE, INODE_SIZE};
 use crate::tree::{DeviceNumber, Metadata, Timestamp};
+use zerocopy::little_endian::U32;
 use zerocopy::FromZeros;
 
 /// Earliest second ext4 can store: the 32-bit signed base with epoch 0.
@@ -17,6 +18,13 @@ pub fn encode_time(time: Timestamp) -> (u32, u32) {
     let nanos = time.nanos.min(999_999_999);
     let epoch = ((secs - i64::from(secs as i32)) >> 32) as u32 & 3;
     (secs as u32, nanos << 2 | epoch)
+}
+
+/// Stores `time` in an inode's base and `*_extra` fields.
+fn put_time(base: &mut U32, extra: &mut U32, time: Timestamp) {
+    let (secs, nanos_and_epoch) = encode_time(time);
+    *base = secs.into();
+    *extra = nanos_and_epoch.into();
 }
 
 /// Decodes [`encode_time`]'s output.
@@ -67,8 +75,8 @@ pub struct InodeFields {
 }
 
 /// Builds a checksummed inode.
-pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32) -> Inode {
-    let mut inode = Inode::new_zeroed();
+pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32) -> Ext4Inode {
+    let mut inode = Ext4Inode::new_zeroed();
     inode.i_mode = fields.mode.into();
     inode.i_uid = (meta.uid as u16).into();
     inode.l_i_uid_high = ((meta.uid >> 16) as u16).into();
@@ -76,18 +84,10 @@ pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32
     inode.l_i_gid_high = ((meta.gid >> 16) as u16).into();
     inode.i_size_lo = (fields.size as u32).into();
     inode.i_size_high = ((fields.size >> 32) as u32).into();
-    let (atime, atime_extra) = encode_time(meta.atime);
-    let (ctime, ctime_extra) = encode_time(meta.ctime);
-    let (mtime, mtime_extra) = encode_time(meta.mtime);
-    let (crtime, crtime_extra) = encode_time(meta.crtime);
-    inode.i_atime = atime.into();
-    inode.i_atime_extra = atime_extra.into();
-    inode.i_ctime = ctime.into();
-    inode.i_ctime_extra = ctime_extra.into();
-    inode.i_mtime = mtime.into();
-    inode.i_mtime_extra = mtime_extra.into();
-    inode.i_crtime = crtime.into();
-    inode.i_crtime_extra = crtime_extra.into();
+    put_time(&mut inode.i_atime, &mut inode.i_atime_extra, meta.atime);
+    put_time(&mut inode.i_ctime, &mut inode.i_ctime_extra, meta.ctime);
+    put_time(&mut inode.i_mtime, &mut inode.i_mtime_extra, meta.mtime);
+    put_time(&mut inode.i_crtime, &mut inode.i_crtime_extra, meta.crtime);
     inode.i_links_count = fields.links.into();
     // i_blocks counts 512-byte sectors in 48 bits (huge_file without the
     // per-inode flag), enough for any file ext4's extents can map.
@@ -101,7 +101,7 @@ pub fn build_inode(meta: &Metadata, fields: &InodeFields, ino: u32, fs_seed: u32
     inode.i_extra_isize = EXTRA_ISIZE.into();
     inode.i_xattrs = fields.xattrs;
     inode.update_checksum(ino, fs_seed);
-    debug_assert_eq!(size_of::<Inode>() as u64, INODE_SIZE);
+    debug_assert_eq!(size_of::<Ext4Inode>() as u64, INODE_SIZE);
     inode
 }
 

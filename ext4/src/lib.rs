@@ -5,19 +5,31 @@
 //! metadata_csum, a jbd2 journal, extents, dir_index htrees, 256-byte inodes
 //! with nanosecond times, and extended attributes. It needs no root, no mount
 //! and no e2fsprogs.
+//!
+//! Describe the content with [`tree`], write it with [`ImageBuilder`] (file
+//! data streamed in as the tree grows) or [`write_image`], and read an image
+//! back with [`read`]. [`geometry`], [`alloc`] and [`spec`] give the sizing
+//! rules to the fuzzers; [`format`](mod@format), [`checksum`], [`dir`], [`xattr`] and
+//! [`acl`] give the on-disk encoders to the tests that check them against
+//! e2fsprogs.
 
 pub mod acl;
 pub mod alloc;
-pub mod bitmap;
 pub mod builder;
 pub mod checksum;
-pub mod data;
 pub mod dir;
-pub mod extent;
-pub mod geometry;
-pub mod inode;
-pub mod ondisk;
+pub mod format;
 pub mod read;
 pub mod spec;
 pub mod tree;
 pub mod xattr;
+
+mod error;
+mod extent;
+mod inode;
+mod options;
+mod plan;
+mod write;
+
+pub use builder::{write_image, BuildError, ImageBuilder, ImageSummary, Options};
+pub use plan::geometry;

@@ -24,7 +24,7 @@ pub const LOG_GROUPS_PER_FLEX: u8 = 4;
 /// Byte offset of the primary superblock.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
 
-/// Superblock magic.
+/// Ext4SuperBlock magic.
 pub const EXT4_SUPER_MAGIC: u16 = 0xEF53;
 /// `s_state`: cleanly unmounted.
 pub const EXT4_VALID_FS: u16 = 1;

@@ -12,99 +12,17 @@
 
 use std::borrow::Cow;
 
-use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::acl::{self, AclError};
 use crate::checksum::ext4_chksum;
+use crate::format::xattr::*;
+use crate::spec::BLOCK_SIZE;
 use crate::tree::Xattrs;
-
-/// Magic of the in-inode xattr area and of EA blocks.
-pub const EXT4_XATTR_MAGIC: u32 = 0xEA02_0000;
-/// Most inodes the kernel lets share one EA block.
-pub const EXT4_XATTR_REFCOUNT_MAX: u32 = 1024;
-/// Alignment of entries and values.
-pub const EXT4_XATTR_PAD: usize = 4;
-const EXT4_XATTR_ROUND: usize = EXT4_XATTR_PAD - 1;
-
-/// Name index of `user.*`.
-pub const EXT4_XATTR_INDEX_USER: u8 = 1;
-/// Name index of `system.posix_acl_access` (empty name).
-pub const EXT4_XATTR_INDEX_POSIX_ACL_ACCESS: u8 = 2;
-/// Name index of `system.posix_acl_default` (empty name).
-pub const EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT: u8 = 3;
-/// Name index of `trusted.*`.
-pub const EXT4_XATTR_INDEX_TRUSTED: u8 = 4;
-/// Name index of `security.*`.
-pub const EXT4_XATTR_INDEX_SECURITY: u8 = 6;
-/// Name index of other `system.*` names.
-pub const EXT4_XATTR_INDEX_SYSTEM: u8 = 7;
-/// Name index of `system.richacl` (empty name).
-pub const EXT4_XATTR_INDEX_RICHACL: u8 = 8;
-
-/// Longest name suffix an entry can hold (`e_name_len` is a byte).
-pub const EXT4_XATTR_NAME_MAX: usize = 255;
-
-/// Filesystem block size this module lays blocks out for.
-pub const BLOCK_SIZE: usize = crate::spec::BLOCK_SIZE as usize;
-/// Inode size this module lays the in-inode area out for.
-pub const INODE_SIZE: usize = crate::spec::INODE_SIZE as usize;
-/// Offset of the in-inode xattr area in the inode (after the 128-byte
-/// classic inode and `i_extra_isize` bytes).
-pub const IN_INODE_OFFSET: usize = crate::spec::INODE_XATTR_OFFSET;
-/// Length of the in-inode xattr area, magic included.
-pub const IN_INODE_LEN: usize = INODE_SIZE - IN_INODE_OFFSET;
-
-/// Header of an EA block (`ext4_xattr_header`).
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct Ext4XattrHeader {
-    /// [`EXT4_XATTR_MAGIC`].
-    pub h_magic: U32,
-    /// Number of inodes pointing at the block.
-    pub h_refcount: U32,
-    /// Always 1.
-    pub h_blocks: U32,
-    /// Fold of the entry hashes, used by the kernel to find shareable blocks.
-    pub h_hash: U32,
-    /// `csum(seed, le64 block number, block with this field zero)`.
-    pub h_checksum: U32,
-    /// Zero.
-    pub h_reserved: [U32; 3],
-}
-const _: () = assert!(size_of::<Ext4XattrHeader>() == 32);
-
-/// Header of the in-inode xattr area (`ext4_xattr_ibody_header`).
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct Ext4XattrIbodyHeader {
-    /// [`EXT4_XATTR_MAGIC`].
-    pub h_magic: U32,
-}
-const _: () = assert!(size_of::<Ext4XattrIbodyHeader>() == 4);
-
-/// Fixed part of an xattr entry (`ext4_xattr_entry`); the name follows,
-/// padded to 4 bytes. A zero `u32` ends the entry list.
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
-#[repr(C)]
-pub struct Ext4XattrEntry {
-    /// Length of the name suffix.
-    pub e_name_len: u8,
-    /// One of the `EXT4_XATTR_INDEX_*` prefixes.
-    pub e_name_index: u8,
-    /// Offset of the value: from the first entry in the inode, from the block start in a block.
-    pub e_value_offs: U16,
-    /// Inode holding the value (`ea_inode`); always 0 here.
-    pub e_value_inum: U32,
-    /// Length of the value.
-    pub e_value_size: U32,
-    /// Hash of name and value; 0 in the inode.
-    pub e_hash: U32,
-}
-const _: () = assert!(size_of::<Ext4XattrEntry>() == 16);
 
 /// Why a node's xattrs cannot be stored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum XattrError {
     /// The name has no prefix ext4 can store.
     #[error("unsupported xattr namespace: {}", String::from_utf8_lossy(.0))]
@@ -116,7 +34,7 @@ pub enum XattrError {
     #[error("xattr name {} is longer than 255 bytes after its prefix", String::from_utf8_lossy(.0))]
     NameTooLong(Vec<u8>),
     /// A POSIX ACL value is malformed.
-    #[error("xattr {}: {source}", String::from_utf8_lossy(.name))]
+    #[error("xattr {}", String::from_utf8_lossy(.name))]
     Acl {
         /// The ACL's full name.
         name: Vec<u8>,
@@ -157,9 +75,9 @@ pub struct XattrBlock {
 #[repr(C)]
 struct RawBlock {
     header: Ext4XattrHeader,
-    body: [u8; BLOCK_SIZE - size_of::<Ext4XattrHeader>()],
+    body: [u8; BLOCK_SIZE as usize - size_of::<Ext4XattrHeader>()],
 }
-const _: () = assert!(size_of::<RawBlock>() == BLOCK_SIZE);
+const _: () = assert!(size_of::<RawBlock>() == BLOCK_SIZE as usize);
 
 impl XattrBlock {
     /// The block's bytes (refcount 1, checksum 0). Two inodes whose blocks
@@ -169,17 +87,22 @@ impl XattrBlock {
     }
 
     /// The block as written at `block_nr`, shared by `refcount` inodes, in a
-    /// filesystem whose checksum seed is `csum_seed`.
-    pub fn finalize(&self, block_nr: u64, refcount: u32, csum_seed: u32) -> [u8; BLOCK_SIZE] {
+    /// filesystem whose checksum seed is `fs_seed`.
+    pub fn finalize(
+        &self,
+        block_nr: u64,
+        refcount: u32,
+        fs_seed: u32,
+    ) -> [u8; BLOCK_SIZE as usize] {
         let mut raw = (*self.raw).clone();
         raw.header.h_refcount = refcount.into();
         raw.header.h_checksum = 0.into();
         let csum = ext4_chksum(
-            ext4_chksum(csum_seed, &block_nr.to_le_bytes()),
+            ext4_chksum(fs_seed, &block_nr.to_le_bytes()),
             raw.as_bytes(),
         );
         raw.header.h_checksum = csum.into();
-        let mut out = [0u8; BLOCK_SIZE];
+        let mut out = [0u8; BLOCK_SIZE as usize];
         out.copy_from_slice(raw.as_bytes());
         out
     }
@@ -417,10 +340,10 @@ pub fn layout_xattrs(xattrs: &Xattrs) -> Result<XattrLayout, XattrError> {
 fn encode_block(attrs: &mut [Attr<'_>]) -> Result<XattrBlock, XattrError> {
     let header_len = size_of::<Ext4XattrHeader>();
     let needed = header_len + attrs.iter().map(Attr::size).sum::<usize>() + 4;
-    if needed > BLOCK_SIZE {
+    if needed > BLOCK_SIZE as usize {
         return Err(XattrError::TooLarge {
             needed,
-            available: BLOCK_SIZE,
+            available: BLOCK_SIZE as usize,
         });
     }
     attrs.sort_by(|a, b| a.block_key().cmp(&b.block_key()));
@@ -486,7 +409,7 @@ mod tests {
         ]))
         .unwrap();
         let block = layout.block.unwrap();
-        let mut kernel = vec![0u8; BLOCK_SIZE];
+        let mut kernel = vec![0u8; BLOCK_SIZE as usize];
         kernel[..0x48].copy_from_slice(
             &hex::decode(
                 "000002ea 01000000 01000000 7b7849fd 00000000 000000000000000000000000 \
@@ -653,7 +576,7 @@ mod tests {
         );
         // Values go down from the block end in entry order, 4-byte aligned,
         // and each entry hash covers its own value.
-        let mut end = BLOCK_SIZE;
+        let mut end = BLOCK_SIZE as usize;
         let mut at = 32;
         while bytes[at..at + 4] != [0; 4] {
             let offs = usize::from(u16::from_le_bytes([bytes[at + 2], bytes[at + 3]]));
@@ -679,7 +602,7 @@ mod tests {
             err,
             Err(XattrError::TooLarge {
                 needed: 32 + 2 * (20 + 3000) + 4,
-                available: BLOCK_SIZE
+                available: BLOCK_SIZE as usize
             })
         );
         // The largest single value a block holds: 4096 - 32 - 20 - 4.

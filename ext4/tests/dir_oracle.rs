@@ -9,12 +9,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use banger_ext4::checksum::fs_seed;
-use banger_ext4::dir::ondisk::{dir_inode_seed, dx_block_csum, leaf_block_csum};
+use banger_ext4::checksum::{fs_seed, inode_seed};
 use banger_ext4::dir::{
-    build_directory, dx_hash, DirContext, DirEntry, HashParams, HashVersion, BLOCK_SIZE,
-    EXT4_FT_DIR, EXT4_FT_REG_FILE, EXT4_FT_SYMLINK, EXT4_INDEX_FL,
+    build_directory, dx_hash, DirContext, DirEntry, HashParams, HashVersion, EXT4_FT_DIR,
+    EXT4_FT_REG_FILE, EXT4_FT_SYMLINK, EXT4_INDEX_FL,
 };
+use banger_ext4::format::dir::{dx_block_csum, leaf_block_csum};
+
+const BLOCK_SIZE: usize = banger_ext4::spec::BLOCK_SIZE as usize;
 
 const UUID: &str = "6f2b5a4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
 const HASH_SEED: &str = "d1e2f3a4-b5c6-4d7e-8f90-a1b2c3d4e5f6";
@@ -239,7 +241,7 @@ fn dx_hash_matches_debugfs() {
 
 /// What a filesystem's superblock says about directory hashing and checksums.
 struct FsInfo {
-    csum_seed: u32,
+    fs_seed: u32,
     hash: HashParams,
 }
 
@@ -247,7 +249,7 @@ fn fs_info(image: &[u8]) -> FsInfo {
     let sb = &image[1024..2048];
     let le32 = |at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().unwrap());
     let uuid: [u8; 16] = sb[0x68..0x78].try_into().unwrap();
-    let csum_seed = if le32(0x60) & 0x2000 != 0 {
+    let fs_seed = if le32(0x60) & 0x2000 != 0 {
         le32(0x270)
     } else {
         fs_seed(&uuid)
@@ -258,7 +260,7 @@ fn fs_info(image: &[u8]) -> FsInfo {
         version,
         le32(0x160) & 2 != 0,
     );
-    FsInfo { csum_seed, hash }
+    FsInfo { fs_seed, hash }
 }
 
 /// Inode number, generation and flags of `path`, from `debugfs stat`.
@@ -440,7 +442,7 @@ fn check_against_e2fsck(
         .map(|&b| &image[b * BLOCK_SIZE..(b + 1) * BLOCK_SIZE])
         .collect();
     let indexed = flags & EXT4_INDEX_FL != 0;
-    let inode_seed = dir_inode_seed(info.csum_seed, dir_inode, generation);
+    let inode_seed = inode_seed(info.fs_seed, dir_inode, generation);
 
     // (a) Our checksum routines reproduce e2fsck's.
     assert_checksums_match(&on_disk, inode_seed, indexed);
@@ -473,7 +475,7 @@ fn check_against_e2fsck(
         dir_inode,
         parent_inode: 2,
         generation,
-        csum_seed: info.csum_seed,
+        fs_seed: info.fs_seed,
         hash: info.hash,
     };
     let ours = build_directory(&entries, &ctx, 1).unwrap();

@@ -263,7 +263,7 @@ fn the_largest_file_ext4_allows_is_written_and_one_byte_more_is_refused() {
         .expect_err("larger than ext4 allows");
         match &err {
             banger_ext4::builder::BuildError::Data(
-                banger_ext4::data::DataError::FileTooLarge { size: s },
+                banger_ext4::builder::DataError::FileTooLarge { size: s },
             ) => assert_eq!(*s, size),
             other => panic!("{size}: unexpected error {other}"),
         }

@@ -11,8 +11,11 @@ use std::process::Command;
 
 use banger_ext4::acl::ext4_acl_to_vfs;
 use banger_ext4::checksum::{ext4_chksum, fs_seed};
+use banger_ext4::format::xattr::{IN_INODE_LEN, IN_INODE_OFFSET};
 use banger_ext4::tree::Xattrs;
-use banger_ext4::xattr::{layout_xattrs, XattrLayout, BLOCK_SIZE, IN_INODE_LEN, IN_INODE_OFFSET};
+use banger_ext4::xattr::{layout_xattrs, XattrLayout};
+
+const BLOCK_SIZE: usize = banger_ext4::spec::BLOCK_SIZE as usize;
 
 const INODE_SIZE: usize = 256;
 

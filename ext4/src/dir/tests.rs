@@ -1,3 +1,4 @@
+use super::htree::{interior_nodes, plan_leaves, Hashed};
 use super::*;
 use crate::checksum::ext4_chksum;
 
@@ -9,7 +10,7 @@ fn ctx() -> DirContext {
         dir_inode: DIR_INODE,
         parent_inode: PARENT_INODE,
         generation: 0xABCD_0123,
-        csum_seed: 0x6BDB_A3A9,
+        fs_seed: 0x6BDB_A3A9,
         hash: HashParams {
             seed: [0x1111_1111, 0x2222_2222, 0x3333_3333, 0x4444_4444],
             version: HashVersion::HalfMd4,
@@ -20,7 +21,7 @@ fn ctx() -> DirContext {
 
 fn inode_seed() -> u32 {
     let c = ctx();
-    let s = ext4_chksum(c.csum_seed, &c.dir_inode.to_le_bytes());
+    let s = ext4_chksum(c.fs_seed, &c.dir_inode.to_le_bytes());
     ext4_chksum(s, &c.generation.to_le_bytes())
 }
 
@@ -137,7 +138,7 @@ fn empty_directory_dotdot_reaches_the_tail() {
 fn min_blocks_pads_with_empty_checksummed_blocks() {
     let dir = build_directory(&[], &ctx(), 4).unwrap();
     assert_eq!(dir.block_count(), 4);
-    assert_eq!(dir.data.len(), 4 * BLOCK_SIZE);
+    assert_eq!(dir.data.len(), 4 * BLOCK_SIZE as usize);
     for block in dir.blocks().skip(1) {
         assert_eq!(walk_leaf(block), [(0, 4084, Vec::new(), 0)]);
     }

@@ -1,7 +1,7 @@
 //! Reading directory entries.
 
 use super::{Image, InodeView, ReadError};
-use crate::dir::ondisk::DirentHeader;
+use crate::format::dir::Ext4DirEntry2;
 use zerocopy::FromBytes;
 
 /// One entry of a directory (`.` and `..` excluded).
@@ -37,17 +37,17 @@ impl Image {
 fn parse_block(block: &[u8], entries: &mut Vec<DirEntry>) -> Result<(), &'static str> {
     let mut offset = 0;
     while offset < block.len() {
-        let (header, rest) = DirentHeader::read_from_prefix(&block[offset..])
+        let (header, rest) = Ext4DirEntry2::read_from_prefix(&block[offset..])
             .map_err(|_| "directory entry cut short")?;
         let rec_len = usize::from(header.rec_len.get());
         let name_len = usize::from(header.name_len);
-        if rec_len < size_of::<DirentHeader>()
+        if rec_len < size_of::<Ext4DirEntry2>()
             || !rec_len.is_multiple_of(4)
             || offset + rec_len > block.len()
         {
             return Err("bad directory record length");
         }
-        if size_of::<DirentHeader>() + name_len > rec_len {
+        if size_of::<Ext4DirEntry2>() + name_len > rec_len {
             return Err("directory entry name longer than its record");
         }
         let name = &rest[..name_len];

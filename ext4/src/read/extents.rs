@@ -1,7 +1,7 @@
 //! Walking an inode's extent tree.
 
 use super::{Image, InodeView, ReadError};
-use crate::ondisk::{ExtentHeader, ExtentIndex, ExtentLeaf};
+use crate::format::{Ext4Extent, Ext4ExtentHeader, Ext4ExtentIdx};
 use crate::spec::{EXT4_EXT_MAGIC, EXT_INIT_MAX_LEN};
 use zerocopy::FromBytes;
 
@@ -60,7 +60,7 @@ impl Image {
         let ino = walk.ino;
         let corrupt = |what| ReadError::Corrupt { ino, what };
         let (header, body) =
-            ExtentHeader::read_from_prefix(node).map_err(|_| corrupt("short extent node"))?;
+            Ext4ExtentHeader::read_from_prefix(node).map_err(|_| corrupt("short extent node"))?;
         if header.eh_magic.get() != EXT4_EXT_MAGIC {
             return Err(corrupt("bad extent header magic"));
         }
@@ -75,7 +75,7 @@ impl Image {
         let body = &body[..entries * 12];
         if node_depth == 0 {
             let leaves =
-                <[ExtentLeaf]>::ref_from_bytes(body).map_err(|_| corrupt("extent leaf"))?;
+                <[Ext4Extent]>::ref_from_bytes(body).map_err(|_| corrupt("extent leaf"))?;
             for leaf in leaves {
                 let raw_len = u64::from(leaf.ee_len.get());
                 let unwritten = raw_len > EXT_INIT_MAX_LEN;
@@ -105,7 +105,8 @@ impl Image {
             }
             return Ok(());
         }
-        let indexes = <[ExtentIndex]>::ref_from_bytes(body).map_err(|_| corrupt("extent index"))?;
+        let indexes =
+            <[Ext4ExtentIdx]>::ref_from_bytes(body).map_err(|_| corrupt("extent index"))?;
         for index in indexes {
             let child = u64::from(index.ei_leaf_lo.get()) | u64::from(index.ei_leaf_hi.get()) << 32;
             walk.nodes_left = walk

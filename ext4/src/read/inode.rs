@@ -1,8 +1,8 @@
 //! Decoding an on-disk inode into the fields a reader needs.
 
 use super::ReadError;
+use crate::format::Ext4Inode;
 use crate::inode::decode_time;
-use crate::ondisk::Inode;
 use crate::spec::{EXT4_EXTENTS_FL, EXT4_HUGE_FILE_FL, EXT4_INLINE_DATA_FL};
 use crate::tree::{DeviceNumber, Timestamp};
 use zerocopy::FromBytes;
@@ -110,11 +110,11 @@ impl InodeView {
     /// at 256) as inode `ino`.
     pub(super) fn decode(
         ino: u32,
-        raw: &[u8; size_of::<Inode>()],
+        raw: &[u8; size_of::<Ext4Inode>()],
         len: usize,
     ) -> Result<Self, ReadError> {
         let corrupt = |what| ReadError::Corrupt { ino, what };
-        let inode = Inode::read_from_bytes(raw).map_err(|_| corrupt("short inode"))?;
+        let inode = Ext4Inode::read_from_bytes(raw).map_err(|_| corrupt("short inode"))?;
         let mode = inode.i_mode.get();
         let kind = FileKind::from_mode(mode).ok_or(corrupt("unknown file type in i_mode"))?;
         let flags = inode.i_flags.get();

@@ -21,7 +21,7 @@ pub use extents::MappedExtent;
 pub use inode::{FileKind, InodeView};
 pub use xattr::Xattr;
 
-use crate::ondisk::{GroupDesc, Inode, Superblock};
+use crate::format::{Ext4GroupDesc, Ext4Inode, Ext4SuperBlock};
 use crate::spec::{
     EXT4_FEATURE_INCOMPAT_64BIT, EXT4_FEATURE_INCOMPAT_ENCRYPT, EXT4_FEATURE_INCOMPAT_INLINE_DATA,
     EXT4_FEATURE_INCOMPAT_META_BG, EXT4_ROOT_INO, EXT4_SUPER_MAGIC, SUPERBLOCK_OFFSET,
@@ -100,7 +100,7 @@ impl Image {
     /// Reads the superblock and group descriptors of an open image.
     pub fn from_file(file: File) -> Result<Self, ReadError> {
         let file_len = file.metadata()?.len();
-        let mut raw = [0u8; size_of::<Superblock>()];
+        let mut raw = [0u8; size_of::<Ext4SuperBlock>()];
         read_exact_at(&file, &mut raw, SUPERBLOCK_OFFSET).map_err(|error| {
             if error.kind() == io::ErrorKind::UnexpectedEof {
                 ReadError::NotExt4
@@ -108,7 +108,7 @@ impl Image {
                 ReadError::Io(error)
             }
         })?;
-        let sb = Superblock::read_from_bytes(&raw).map_err(|_| ReadError::NotExt4)?;
+        let sb = Ext4SuperBlock::read_from_bytes(&raw).map_err(|_| ReadError::NotExt4)?;
         if sb.s_magic.get() != EXT4_SUPER_MAGIC {
             return Err(ReadError::NotExt4);
         }
@@ -172,14 +172,14 @@ impl Image {
         }
         let mut descs = vec![0u8; table_bytes as usize];
         read_exact_at(&file, &mut descs, (first_data_block + 1) * block_size)?;
-        let mut desc = [0u8; size_of::<GroupDesc>()];
+        let mut desc = [0u8; size_of::<Ext4GroupDesc>()];
         let inode_tables = descs
             .chunks_exact(desc_size as usize)
             .map(|raw| {
                 let len = raw.len().min(desc.len());
                 desc.fill(0);
                 desc[..len].copy_from_slice(&raw[..len]);
-                let gd = GroupDesc::read_from_bytes(&desc).map_err(|_| ReadError::NotExt4)?;
+                let gd = Ext4GroupDesc::read_from_bytes(&desc).map_err(|_| ReadError::NotExt4)?;
                 let hi = if desc_size >= 64 {
                     u64::from(gd.bg_inode_table_hi.get()) << 32
                 } else {
@@ -229,7 +229,7 @@ impl Image {
                 ino,
                 what: "inode table address overflows",
             })?;
-        let mut raw = [0u8; size_of::<Inode>()];
+        let mut raw = [0u8; size_of::<Ext4Inode>()];
         let len = (self.inode_size as usize).min(raw.len());
         self.read_bytes(&mut raw[..len], offset, ino)?;
         let inode = InodeView::decode(ino, &raw, len)?;

@@ -2,10 +2,11 @@
 
 use super::{Image, InodeView, ReadError};
 use crate::acl::ext4_acl_to_vfs;
-use crate::xattr::{
-    entry_len, full_name, Ext4XattrEntry, Ext4XattrHeader, EXT4_XATTR_INDEX_POSIX_ACL_ACCESS,
+use crate::format::xattr::{
+    Ext4XattrEntry, Ext4XattrHeader, EXT4_XATTR_INDEX_POSIX_ACL_ACCESS,
     EXT4_XATTR_INDEX_POSIX_ACL_DEFAULT, EXT4_XATTR_MAGIC,
 };
+use crate::xattr::{entry_len, full_name};
 use zerocopy::FromBytes;
 
 /// One extended attribute, by full name. POSIX ACLs are given in the VFS

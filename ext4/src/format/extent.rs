@@ -6,7 +6,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// Header at the start of `i_block` and of every extent tree block.
 #[derive(Clone, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct ExtentHeader {
+pub struct Ext4ExtentHeader {
     pub eh_magic: U16,
     pub eh_entries: U16,
     pub eh_max: U16,
@@ -17,7 +17,7 @@ pub struct ExtentHeader {
 /// A leaf entry: a run of file blocks mapped to physical blocks.
 #[derive(Clone, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct ExtentLeaf {
+pub struct Ext4Extent {
     pub ee_block: U32,
     pub ee_len: U16,
     pub ee_start_hi: U16,
@@ -27,13 +27,13 @@ pub struct ExtentLeaf {
 /// An index entry: the tree block covering file blocks from `ei_block` on.
 #[derive(Clone, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct ExtentIndex {
+pub struct Ext4ExtentIdx {
     pub ei_block: U32,
     pub ei_leaf_lo: U32,
     pub ei_leaf_hi: U16,
     pub ei_unused: U16,
 }
 
-const _: () = assert!(size_of::<ExtentHeader>() == 12);
-const _: () = assert!(size_of::<ExtentLeaf>() == 12);
-const _: () = assert!(size_of::<ExtentIndex>() == 12);
+const _: () = assert!(size_of::<Ext4ExtentHeader>() == 12);
+const _: () = assert!(size_of::<Ext4Extent>() == 12);
+const _: () = assert!(size_of::<Ext4ExtentIdx>() == 12);

@@ -3,12 +3,12 @@
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::checksum::ext4_chksum;
+use crate::checksum::{ext4_chksum, inode_seed};
 
 /// An on-disk inode, including the in-inode extended attribute area.
 #[derive(Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct Inode {
+pub struct Ext4Inode {
     pub i_mode: U16,
     pub i_uid: U16,
     pub i_size_lo: U32,
@@ -45,17 +45,16 @@ pub struct Inode {
     pub i_xattrs: [u8; 96],
 }
 
-const _: () = assert!(size_of::<Inode>() == crate::spec::INODE_SIZE as usize);
+const _: () = assert!(size_of::<Ext4Inode>() == crate::spec::INODE_SIZE as usize);
 
-impl Inode {
+impl Ext4Inode {
     /// Recomputes the inode checksum: crc32c over the inode number, the
     /// generation and the whole inode with both checksum halves zeroed.
     pub fn update_checksum(&mut self, ino: u32, fs_seed: u32) {
         self.l_i_checksum_lo = 0.into();
         self.i_checksum_hi = 0.into();
-        let seeded = ext4_chksum(fs_seed, &ino.to_le_bytes());
-        let seeded = ext4_chksum(seeded, &self.i_generation.get().to_le_bytes());
-        let sum = ext4_chksum(seeded, self.as_bytes());
+        let seed = inode_seed(fs_seed, ino, self.i_generation.get());
+        let sum = ext4_chksum(seed, self.as_bytes());
         self.l_i_checksum_lo = (sum as u16).into();
         self.i_checksum_hi = ((sum >> 16) as u16).into();
     }
@@ -68,13 +67,16 @@ mod tests {
 
     #[test]
     fn offsets_match_the_spec() {
-        assert_eq!(offset_of!(Inode, i_block), 0x28);
-        assert_eq!(offset_of!(Inode, i_generation), 0x64);
-        assert_eq!(offset_of!(Inode, l_i_blocks_high), 0x74);
-        assert_eq!(offset_of!(Inode, l_i_checksum_lo), 0x7C);
-        assert_eq!(offset_of!(Inode, i_extra_isize), 0x80);
-        assert_eq!(offset_of!(Inode, i_crtime), 0x90);
-        assert_eq!(offset_of!(Inode, i_projid), 0x9C);
-        assert_eq!(offset_of!(Inode, i_xattrs), crate::spec::INODE_XATTR_OFFSET);
+        assert_eq!(offset_of!(Ext4Inode, i_block), 0x28);
+        assert_eq!(offset_of!(Ext4Inode, i_generation), 0x64);
+        assert_eq!(offset_of!(Ext4Inode, l_i_blocks_high), 0x74);
+        assert_eq!(offset_of!(Ext4Inode, l_i_checksum_lo), 0x7C);
+        assert_eq!(offset_of!(Ext4Inode, i_extra_isize), 0x80);
+        assert_eq!(offset_of!(Ext4Inode, i_crtime), 0x90);
+        assert_eq!(offset_of!(Ext4Inode, i_projid), 0x9C);
+        assert_eq!(
+            offset_of!(Ext4Inode, i_xattrs),
+            crate::spec::INODE_XATTR_OFFSET
+        );
     }
 }

@@ -48,11 +48,6 @@ impl UsedBlocks {
         &self.runs
     }
 
-    /// Total blocks used.
-    pub fn total(&mut self) -> u64 {
-        self.runs().iter().map(|r| r.len).sum()
-    }
-
     /// The parts of `others` (sorted) that no used run covers.
     pub fn uncovered(&mut self, others: &[Run]) -> Vec<Run> {
         self.normalize();

@@ -10,7 +10,7 @@ use crate::checksum::ext4_chksum;
 /// `struct ext4_dir_entry_2` without the name.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct DirentHeader {
+pub struct Ext4DirEntry2 {
     /// Inode number; 0 marks an unused record.
     pub inode: U32,
     /// Bytes to the next record (4-aligned).
@@ -20,12 +20,12 @@ pub struct DirentHeader {
     /// `EXT4_FT_*`.
     pub file_type: u8,
 }
-const _: () = assert!(size_of::<DirentHeader>() == 8);
+const _: () = assert!(size_of::<Ext4DirEntry2>() == 8);
 
 /// `struct ext4_dir_entry_tail`: the last 12 bytes of a checksummed leaf block.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct DirentTail {
+pub struct Ext4DirEntryTail {
     /// Always 0 (looks like an unused dirent to old readers).
     pub reserved_zero1: U32,
     /// Always 12.
@@ -37,7 +37,7 @@ pub struct DirentTail {
     /// [`leaf_block_csum`] of the block.
     pub checksum: U32,
 }
-const _: () = assert!(size_of::<DirentTail>() == 12);
+const _: () = assert!(size_of::<Ext4DirEntryTail>() == 12);
 
 /// `struct dx_root_info`, at byte 24 of an htree root (after `.` and `..`).
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -59,13 +59,13 @@ const _: () = assert!(size_of::<DxRootInfo>() == 8);
 /// `struct dx_countlimit`: overlays the hash of entry 0 of an index block.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct DxCountLimit {
+pub struct DxCountlimit {
     /// Capacity in entries, including entry 0.
     pub limit: U16,
     /// Entries in use, including entry 0.
     pub count: U16,
 }
-const _: () = assert!(size_of::<DxCountLimit>() == 4);
+const _: () = assert!(size_of::<DxCountlimit>() == 4);
 
 /// `struct dx_entry`: lowest hash of a child and its logical block.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -89,39 +89,33 @@ pub struct DxTail {
 }
 const _: () = assert!(size_of::<DxTail>() == 8);
 
-/// File type byte of a [`DirentTail`].
+/// File type byte of a [`Ext4DirEntryTail`].
 pub const EXT4_FT_DIR_CSUM: u8 = 0xDE;
 
-/// Byte offset of the [`DxCountLimit`] in an htree root block.
+/// Byte offset of the [`DxCountlimit`] in an htree root block.
 pub const DX_ROOT_COUNT_OFFSET: usize = 0x20;
-/// Byte offset of the [`DxCountLimit`] in an htree interior node.
+/// Byte offset of the [`DxCountlimit`] in an htree interior node.
 pub const DX_NODE_COUNT_OFFSET: usize = 8;
 
 /// `rec_len` needed by a name of `name_len` bytes: `EXT4_DIR_REC_LEN`.
 pub const fn dirent_rec_len(name_len: usize) -> usize {
-    (size_of::<DirentHeader>() + name_len + 3) & !3
+    (size_of::<Ext4DirEntry2>() + name_len + 3) & !3
 }
 
-/// The per-inode seed every directory checksum starts from (`ei->i_csum_seed`).
-pub fn dir_inode_seed(fs_seed: u32, inode: u32, generation: u32) -> u32 {
-    let seed = ext4_chksum(fs_seed, &inode.to_le_bytes());
-    ext4_chksum(seed, &generation.to_le_bytes())
-}
-
-/// Checksum stored in the [`DirentTail`] of a leaf block: everything before the tail.
+/// Checksum stored in the [`Ext4DirEntryTail`] of a leaf block: everything before the tail.
 /// Returns `None` if `block` is shorter than a tail.
 pub fn leaf_block_csum(inode_seed: u32, block: &[u8]) -> Option<u32> {
-    let covered = block.len().checked_sub(size_of::<DirentTail>())?;
+    let covered = block.len().checked_sub(size_of::<Ext4DirEntryTail>())?;
     Some(ext4_chksum(inode_seed, &block[..covered]))
 }
 
 /// Checksum stored in the [`DxTail`] of an index block whose
-/// [`DxCountLimit`] sits at `count_offset` ([`DX_ROOT_COUNT_OFFSET`] or
+/// [`DxCountlimit`] sits at `count_offset` ([`DX_ROOT_COUNT_OFFSET`] or
 /// [`DX_NODE_COUNT_OFFSET`]): the header and the `count` used entries, then
 /// the tail's reserved word and a zero checksum. `None` if the block's
 /// count/limit fields point outside it.
 pub fn dx_block_csum(inode_seed: u32, block: &[u8], count_offset: usize) -> Option<u32> {
-    let (countlimit, _) = DxCountLimit::read_from_prefix(block.get(count_offset..)?).ok()?;
+    let (countlimit, _) = DxCountlimit::read_from_prefix(block.get(count_offset..)?).ok()?;
     let limit = usize::from(countlimit.limit.get());
     let count = usize::from(countlimit.count.get());
     if count > limit {

@@ -10,22 +10,22 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
-use crate::alloc::{BlockAllocator, OutOfSpace};
+use crate::alloc::BlockAllocator;
 use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN, MAX_FILE_SIZE};
 use crate::tree::{ContentSource, PlacedData, PlacedExtent};
 
 /// Bytes gathered before one write.
 const WRITE_BUFFER: usize = 1 << 20;
-const BS: usize = BLOCK_SIZE as usize;
 
 /// Why a file could not be stored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// Reading the file's bytes failed (a truncated layer, say).
-    #[error("reading file data: {0}")]
+    #[error("reading file data")]
     Read(#[source] io::Error),
     /// Writing the image failed.
-    #[error("writing the image: {0}")]
+    #[error("writing the image")]
     Write(#[source] io::Error),
     /// The data ranges are not sorted, overlap, or leave the file.
     #[error("invalid sparse map: range {start}..{end} in a file of {size} bytes")]
@@ -37,9 +37,6 @@ pub enum DataError {
         /// File size.
         size: u64,
     },
-    /// The image is full.
-    #[error(transparent)]
-    NoSpace(#[from] OutOfSpace),
     /// The file is larger than ext4 can hold.
     #[error("a file of {size} bytes exceeds ext4's largest file size of {max} bytes (16 TiB - 4 KiB)", max = MAX_FILE_SIZE)]
     FileTooLarge {
@@ -51,7 +48,7 @@ pub enum DataError {
 /// Writes file data into the image through a bump allocator.
 #[derive(Debug)]
 pub struct DataWriter {
-    /// Blocks gathered for one write; the last `BS` bytes past `committed`
+    /// Blocks gathered for one write; the last `BLOCK_SIZE as usize` bytes past `committed`
     /// are the block being filled.
     buffer: Vec<u8>,
     /// Bytes of `buffer` that hold allocated blocks.
@@ -65,7 +62,7 @@ pub struct DataWriter {
 impl Default for DataWriter {
     fn default() -> Self {
         Self {
-            buffer: Vec::with_capacity(WRITE_BUFFER + BS),
+            buffer: Vec::with_capacity(WRITE_BUFFER + BLOCK_SIZE as usize),
             committed: 0,
             buffer_start: 0,
             written: Vec::new(),
@@ -133,7 +130,7 @@ impl DataWriter {
                     current = Some(logical);
                 }
                 let offset = (pos % BLOCK_SIZE) as usize;
-                let n = (BS - offset).min((range.end - pos) as usize);
+                let n = (BLOCK_SIZE as usize - offset).min((range.end - pos) as usize);
                 let slot = self.slot();
                 reader
                     .read_exact(&mut slot[offset..offset + n])
@@ -166,7 +163,7 @@ impl DataWriter {
 
     /// The zeroed block being filled, past the committed blocks.
     fn slot(&mut self) -> &mut [u8] {
-        let end = self.committed + BS;
+        let end = self.committed + BLOCK_SIZE as usize;
         if self.buffer.len() < end {
             self.buffer.resize(end, 0);
         }
@@ -181,14 +178,18 @@ impl DataWriter {
         logical: u64,
         placed: &mut PlacedData,
     ) -> Result<(), DataError> {
-        if self.buffer[self.committed..self.committed + BS]
+        if self.buffer[self.committed..self.committed + BLOCK_SIZE as usize]
             .iter()
             .all(|&b| b == 0)
         {
             return Ok(()); // A hole: the zeroed slot is reused as is.
         }
-        let physical = alloc.alloc(1)?.start;
-        let contiguous = self.buffer_start + (self.committed / BS) as u64 == physical;
+        let physical = alloc
+            .alloc(1)
+            .expect("the allocator has no limit while file data streams in")
+            .start;
+        let contiguous =
+            self.buffer_start + (self.committed / BLOCK_SIZE as usize) as u64 == physical;
         if self.committed > 0 && !contiguous {
             // Write what precedes the slot; the slot moves to the front.
             self.flush_committed(image)?;
@@ -196,7 +197,7 @@ impl DataWriter {
         if self.committed == 0 {
             self.buffer_start = physical;
         }
-        self.committed += BS;
+        self.committed += BLOCK_SIZE as usize;
         self.buffer.truncate(self.committed);
         extend_runs(&mut placed.extents, logical, physical);
         extend_runs(&mut self.written, logical, physical);
@@ -304,23 +305,28 @@ mod tests {
         (file, alloc, DataWriter::default())
     }
 
+    /// Stores all of `data` as one file with no holes declared, and flushes.
+    fn store_whole(
+        file: &tempfile::NamedTempFile,
+        alloc: &mut BlockAllocator,
+        writer: &mut DataWriter,
+        data: &[u8],
+    ) -> PlacedData {
+        let len = data.len() as u64;
+        let placed = writer
+            .store(file.as_file(), alloc, &mut &data[..], len, &[0..len])
+            .unwrap();
+        writer.flush(file.as_file()).unwrap();
+        placed
+    }
+
     #[test]
     fn zero_blocks_become_holes_and_runs_merge() {
         let (file, mut alloc, mut writer) = setup();
-        let mut data = vec![7u8; 3 * BS];
-        data[BS..2 * BS].fill(0);
-        data.truncate(3 * BS - 100);
-        let len = data.len() as u64;
-        let placed = writer
-            .store(
-                file.as_file(),
-                &mut alloc,
-                &mut data.as_slice(),
-                len,
-                &[0..len],
-            )
-            .unwrap();
-        writer.flush(file.as_file()).unwrap();
+        let mut data = vec![7u8; 3 * BLOCK_SIZE as usize];
+        data[BLOCK_SIZE as usize..2 * BLOCK_SIZE as usize].fill(0);
+        data.truncate(3 * BLOCK_SIZE as usize - 100);
+        let placed = store_whole(&file, &mut alloc, &mut writer, &data);
         assert_eq!(placed.extents.len(), 2);
         assert_eq!(
             placed.extents[0],
@@ -338,12 +344,15 @@ mod tests {
                 len: 1
             }
         );
-        let mut back = vec![0u8; BS];
+        let mut back = vec![0u8; BLOCK_SIZE as usize];
         file.as_file()
             .read_exact_at(&mut back, 3 * BLOCK_SIZE)
             .unwrap();
-        assert_eq!(&back[..BS - 100], &data[2 * BS..]);
-        assert!(back[BS - 100..].iter().all(|&b| b == 0));
+        assert_eq!(
+            &back[..BLOCK_SIZE as usize - 100],
+            &data[2 * BLOCK_SIZE as usize..]
+        );
+        assert!(back[BLOCK_SIZE as usize - 100..].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -377,22 +386,14 @@ mod tests {
         let (file, mut alloc, mut writer) = setup();
         // Fill group 0 up to three blocks before group 1's backup superblock.
         alloc.alloc(crate::spec::BLOCKS_PER_GROUP - 5).unwrap();
-        let data: Vec<u8> = (0..8 * BS).map(|i| (i / BS + 1) as u8).collect();
-        let len = data.len() as u64;
-        let placed = writer
-            .store(
-                file.as_file(),
-                &mut alloc,
-                &mut data.as_slice(),
-                len,
-                &[0..len],
-            )
-            .unwrap();
-        writer.flush(file.as_file()).unwrap();
+        let data: Vec<u8> = (0..8 * BLOCK_SIZE as usize)
+            .map(|i| (i / BLOCK_SIZE as usize + 1) as u8)
+            .collect();
+        let placed = store_whole(&file, &mut alloc, &mut writer, &data);
         assert_eq!(placed.extents.len(), 2, "{:?}", placed.extents);
         for extent in &placed.extents {
             for i in 0..extent.len {
-                let mut back = vec![0u8; BS];
+                let mut back = vec![0u8; BLOCK_SIZE as usize];
                 file.as_file()
                     .read_exact_at(&mut back, (extent.physical_block + i) * BLOCK_SIZE)
                     .unwrap();

@@ -7,7 +7,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// start of each backup group.
 #[derive(Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct Superblock {
+pub struct Ext4SuperBlock {
     pub s_inodes_count: U32,
     pub s_blocks_count_lo: U32,
     pub s_r_blocks_count_lo: U32,
@@ -113,9 +113,9 @@ pub struct Superblock {
     pub s_checksum: U32,
 }
 
-const _: () = assert!(size_of::<Superblock>() == 1024);
+const _: () = assert!(size_of::<Ext4SuperBlock>() == 1024);
 
-impl Superblock {
+impl Ext4SuperBlock {
     /// Bytes covered by `s_checksum`.
     pub const CHECKSUMMED_LEN: usize = 0x3FC;
 
@@ -133,21 +133,21 @@ mod tests {
 
     #[test]
     fn offsets_match_the_spec() {
-        assert_eq!(offset_of!(Superblock, s_magic), 0x38);
-        assert_eq!(offset_of!(Superblock, s_uuid), 0x68);
-        assert_eq!(offset_of!(Superblock, s_reserved_gdt_blocks), 0xCE);
-        assert_eq!(offset_of!(Superblock, s_journal_inum), 0xE0);
-        assert_eq!(offset_of!(Superblock, s_hash_seed), 0xEC);
-        assert_eq!(offset_of!(Superblock, s_desc_size), 0xFE);
-        assert_eq!(offset_of!(Superblock, s_jnl_blocks), 0x10C);
-        assert_eq!(offset_of!(Superblock, s_blocks_count_hi), 0x150);
-        assert_eq!(offset_of!(Superblock, s_flags), 0x160);
-        assert_eq!(offset_of!(Superblock, s_log_groups_per_flex), 0x174);
-        assert_eq!(offset_of!(Superblock, s_kbytes_written), 0x178);
-        assert_eq!(offset_of!(Superblock, s_overhead_clusters), 0x248);
-        assert_eq!(offset_of!(Superblock, s_checksum_seed), 0x270);
-        assert_eq!(offset_of!(Superblock, s_wtime_hi), 0x274);
-        assert_eq!(offset_of!(Superblock, s_orphan_file_inum), 0x280);
-        assert_eq!(offset_of!(Superblock, s_checksum), 0x3FC);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_magic), 0x38);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_uuid), 0x68);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_reserved_gdt_blocks), 0xCE);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_journal_inum), 0xE0);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_hash_seed), 0xEC);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_desc_size), 0xFE);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_jnl_blocks), 0x10C);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_blocks_count_hi), 0x150);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_flags), 0x160);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_log_groups_per_flex), 0x174);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_kbytes_written), 0x178);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_overhead_clusters), 0x248);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_checksum_seed), 0x270);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_wtime_hi), 0x274);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_orphan_file_inum), 0x280);
+        assert_eq!(offset_of!(Ext4SuperBlock, s_checksum), 0x3FC);
     }
 }

@@ -1,6 +1,7 @@
 //! Filesystem geometry: how many blocks, groups and inodes, and how large
 //! the journal is, following mke2fs's rules where they apply.
 
+use super::layout::allocate_fixed;
 use crate::alloc::{BlockAllocator, OutOfSpace, SuperblockAreas};
 use crate::spec::{BLOCKS_PER_GROUP, BLOCK_SIZE, DESCS_PER_BLOCK, INODES_PER_BLOCK};
 
@@ -86,11 +87,6 @@ impl Geometry {
         self.inodes_per_group / INODES_PER_BLOCK
     }
 
-    /// Blocks in `group` (the last one may be short).
-    pub fn blocks_in_group(&self, group: u64) -> u64 {
-        (self.blocks_count - group * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP)
-    }
-
     /// The geometry of a filesystem of `blocks` blocks holding `used_inodes`
     /// inodes (reserved ones included). Returns the number of groups needed
     /// instead when the inodes do not fit.
@@ -163,27 +159,15 @@ pub struct Demand<'a> {
     pub journal_tree_blocks: fn(runs: usize) -> u64,
 }
 
-/// Where per-group metadata and the journal will go.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The chosen geometry.
-    pub geometry: Geometry,
-    /// The allocator limit to use from now on.
-    pub blocks_count: u64,
-}
-
 impl Demand<'_> {
-    /// Blocks the image spans if it has `geometry`: allocating the per-group
-    /// metadata, the journal and the pending blocks on a copy of the allocator.
-    fn end_with(&self, geometry: &Geometry) -> Result<u64, OutOfSpace> {
+    /// Blocks the image spans if it has `geometry`: the writer's own
+    /// [`allocate_fixed`] and then the pending blocks, on a copy of the
+    /// allocator.
+    pub(crate) fn end_with(&self, geometry: &Geometry) -> Result<u64, OutOfSpace> {
         let mut alloc = self.allocator.clone();
         alloc.set_limit(u64::MAX);
-        alloc.alloc_many(2 * geometry.group_count)?;
-        for _ in 0..geometry.group_count {
-            alloc.alloc_contiguous(geometry.inode_table_blocks())?;
-        }
-        let journal_runs = alloc.alloc_many(geometry.journal_blocks)?.len();
-        alloc.alloc_many(self.pending_blocks + (self.journal_tree_blocks)(journal_runs))?;
+        allocate_fixed(&mut alloc, geometry, self.journal_tree_blocks)?;
+        alloc.alloc_many(self.pending_blocks)?;
         Ok(alloc.high_water())
     }
 

@@ -8,7 +8,7 @@ use crate::checksum::ext4_chksum;
 /// A block group descriptor.
 #[derive(Clone, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct GroupDesc {
+pub struct Ext4GroupDesc {
     pub bg_block_bitmap_lo: U32,
     pub bg_inode_bitmap_lo: U32,
     pub bg_inode_table_lo: U32,
@@ -34,7 +34,7 @@ pub struct GroupDesc {
     pub bg_reserved: U32,
 }
 
-const _: () = assert!(size_of::<GroupDesc>() == 64);
+const _: () = assert!(size_of::<Ext4GroupDesc>() == 64);
 
 /// Splits a 64-bit value into its low and high 32-bit halves.
 fn split64(value: u64) -> (U32, U32) {
@@ -46,7 +46,7 @@ fn split32(value: u32) -> (U16, U16) {
     ((value as u16).into(), ((value >> 16) as u16).into())
 }
 
-impl GroupDesc {
+impl Ext4GroupDesc {
     /// Sets where the group's bitmaps and inode table live.
     pub fn set_locations(&mut self, block_bitmap: u64, inode_bitmap: u64, inode_table: u64) {
         (self.bg_block_bitmap_lo, self.bg_block_bitmap_hi) = split64(block_bitmap);
@@ -90,12 +90,12 @@ mod tests {
 
     #[test]
     fn offsets_match_the_spec() {
-        assert_eq!(offset_of!(GroupDesc, bg_flags), 0x12);
-        assert_eq!(offset_of!(GroupDesc, bg_block_bitmap_csum_lo), 0x18);
-        assert_eq!(offset_of!(GroupDesc, bg_itable_unused_lo), 0x1C);
-        assert_eq!(offset_of!(GroupDesc, bg_checksum), 0x1E);
-        assert_eq!(offset_of!(GroupDesc, bg_block_bitmap_hi), 0x20);
-        assert_eq!(offset_of!(GroupDesc, bg_free_blocks_count_hi), 0x2C);
-        assert_eq!(offset_of!(GroupDesc, bg_block_bitmap_csum_hi), 0x38);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_flags), 0x12);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_block_bitmap_csum_lo), 0x18);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_itable_unused_lo), 0x1C);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_checksum), 0x1E);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_block_bitmap_hi), 0x20);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_free_blocks_count_hi), 0x2C);
+        assert_eq!(offset_of!(Ext4GroupDesc, bg_block_bitmap_csum_hi), 0x38);
     }
 }
