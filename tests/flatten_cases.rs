@@ -15,6 +15,9 @@ use banger::flatten::{
     flatten_layers, EntryError, FlattenError, FlattenErrorKind, Flattener, LimitError, Limits,
     TarError,
 };
+use support::message;
+
+mod support;
 
 // ---------------------------------------------------------------- tar writer
 
@@ -191,27 +194,16 @@ fn err(layers: &[Vec<u8>]) -> FlattenError {
     }
 }
 
-/// The error and every cause, as the CLI prints them.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text = format!("{text}: {c}");
-        cause = c.source();
-    }
-    text
-}
-
 /// Asserts that a [`FlattenError`]'s kind matches a pattern; the failure
 /// message is the optional context, then the whole error chain.
 macro_rules! assert_kind {
     ($e:expr, $kind:pat) => {{
         let e: &FlattenError = &$e;
-        assert!(matches!(&e.kind, $kind), "{}", chain(e));
+        assert!(matches!(&e.kind, $kind), "{}", message(e));
     }};
     ($e:expr, $kind:pat, $context:expr) => {{
         let e: &FlattenError = &$e;
-        assert!(matches!(&e.kind, $kind), "{}: {}", $context, chain(e));
+        assert!(matches!(&e.kind, $kind), "{}: {}", $context, message(e));
     }};
 }
 
@@ -426,9 +418,9 @@ fn case_06_hard_link_targets_resolve_inside_tree_and_missing_is_an_error() {
     );
     assert_eq!((e.layer.as_str(), e.entry.as_str()), ("layer1", "h"));
     assert!(
-        chain(&e).contains("layer1") && chain(&e).contains("/etc/nope"),
+        message(&e).contains("layer1") && message(&e).contains("/etc/nope"),
         "{}",
-        chain(&e)
+        message(&e)
     );
 }
 
