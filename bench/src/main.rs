@@ -8,13 +8,17 @@
 //! (c) `mkfs.ext4 -d` alone from the already extracted tree;
 //! (d) inflating every layer with banger's decompressor, one thread,
 //!     output discarded: the least work any tool must do.
+//! Then a cold pull from a loopback `docker-registry`: (f) `banger rootfs
+//! REF` with an empty cache against (e) `skopeo copy` of the same image to
+//! an `oci:` directory, the download alone.
 //! Then the peak memory of (a) on an image whose only file is 4 GiB, and
 //! per entry on trees of 300 000 directories and 10^6 files (`entries`).
 //!
 //! Usage: `scripts/bench [--runs N] [--out DIR] [--svg FILE] [--skip-big]
-//! [--skip-entries] [--only-entries]`.
+//! [--skip-entries] [--skip-cold-pull] [--only-entries]`.
 
 mod chart;
+mod cold_pull;
 mod entries;
 mod layout;
 mod measure;
@@ -53,6 +57,8 @@ struct Args {
     entries: bool,
     /// Only that.
     only_entries: bool,
+    /// Time a cold pull from a loopback registry.
+    cold_pull: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         big: true,
         entries: true,
         only_entries: false,
+        cold_pull: true,
     };
     let mut it = env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -81,11 +88,13 @@ fn parse_args() -> Result<Args, String> {
             "--svg" => args.svg = PathBuf::from(value("--svg")?),
             "--skip-big" => args.big = false,
             "--skip-entries" => args.entries = false,
+            "--skip-cold-pull" => args.cold_pull = false,
             "--only-entries" => args.only_entries = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: banger-bench [--runs N (5)] [--out DIR (target/bench)] \
-                     [--svg FILE (docs/bench.svg)] [--skip-big] [--skip-entries] [--only-entries]"
+                     [--svg FILE (docs/bench.svg)] [--skip-big] [--skip-entries] [--skip-cold-pull] \
+                     [--only-entries]"
                         .into(),
                 )
             }
@@ -338,6 +347,17 @@ fn run(args: &Args) -> io::Result<()> {
     let (apparent, allocated) = sizes(&image_a)?;
     let (seed_apparent, seed_allocated) = sizes(&image_b)?;
 
+    let cold = match (args.cold_pull, cold_pull::missing_tools()) {
+        (false, _) => None,
+        (true, Some(why)) => {
+            eprintln!("bench: skipping the cold pull: {why}");
+            None
+        }
+        (true, None) => {
+            eprintln!("bench: cold pulls from a loopback docker-registry");
+            Some(cold_pull::measure(&banger, &layout, &out, args.runs)?)
+        }
+    };
     let memory = if args.entries {
         eprintln!("bench: memory per entry (300 000 directories, 10^6 files)");
         Some(entries::measure(&banger, &out)?)
@@ -402,6 +422,7 @@ fn run(args: &Args) -> io::Result<()> {
         "a_image": {"apparent_bytes": apparent, "allocated_bytes": allocated},
         "b_image": {"apparent_bytes": seed_apparent, "allocated_bytes": seed_allocated},
         "big_file": big,
+        "cold_pull": cold.as_ref().map(cold_pull::ColdPull::to_json),
         "memory_per_entry": memory.as_ref().map(|(baseline, runs)| entries::to_json(*baseline, runs)),
     });
     fs::write(
@@ -411,7 +432,7 @@ fn run(args: &Args) -> io::Result<()> {
 
     let medians = [ma, mb, mc, md];
     let colours = ["#2b7bb9", "#c0504d", "#e08b3e", "#7f7f7f"];
-    let bars: Vec<Bar> = labels
+    let mut bars: Vec<Bar> = labels
         .iter()
         .zip(medians)
         .zip(colours)
@@ -421,6 +442,19 @@ fn run(args: &Args) -> io::Result<()> {
             colour,
         })
         .collect();
+    if let Some(cold) = &cold {
+        let (banger_cold, download) = cold.medians();
+        bars.push(Bar {
+            label: "(e) skopeo copy from a local registry".into(),
+            seconds: download,
+            colour: "#9bbb59",
+        });
+        bars.push(Bar {
+            label: "(f) banger rootfs from it, empty cache".into(),
+            seconds: banger_cold,
+            colour: "#1f4e79",
+        });
+    }
     let title = format!(
         "Debian bookworm rootfs, {} gzip layers ({} MiB): median of {} runs",
         layers.len(),
@@ -441,6 +475,9 @@ fn run(args: &Args) -> io::Result<()> {
             format!("a/{} = {:.3}", (b'a' + i as u8) as char, secs(ma) / secs(m))
         };
         println!("| {label} | {:.2} | {ratio} |", secs(m));
+    }
+    if let Some(cold) = &cold {
+        cold.print();
     }
     println!();
     println!(
