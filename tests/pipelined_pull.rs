@@ -239,6 +239,22 @@ fn a_registry_dying_mid_layer_fails_the_pull() {
 }
 
 #[test]
+fn a_registry_refusing_to_resume_fails_the_pull() {
+    // The first body breaks off; the resumption (a `Range` request) is refused.
+    fails_cleanly_then_recovers(
+        |mut reply, n| {
+            if n == 0 {
+                reply.cut_at = Some(reply.body.len() / 2);
+                reply
+            } else {
+                Reply::new(416, "range not satisfiable")
+            }
+        },
+        &["416", "range not satisfiable"],
+    );
+}
+
+#[test]
 fn a_download_broken_off_resumes_where_it_stopped() {
     let work = tempfile::tempdir().unwrap();
     let layout = image(&work.path().join("layout"));
