@@ -139,6 +139,22 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The declared size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Another handle on the temp file, for reading it while it is written;
+    /// it stays valid after the rename into the cache or the unlink.
+    pub fn reopen(&self) -> io::Result<File> {
+        self.temp.reopen()
+    }
+
     /// Appends bytes, failing as soon as the blob is longer than declared.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), InsertError> {
         self.written += bytes.len() as u64;

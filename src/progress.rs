@@ -53,7 +53,8 @@ impl TerminalBars {
     fn show(&mut self, event: ProgressEvent) {
         match event {
             ProgressEvent::Fetch(FetchEvent::Downloading { digest, size }) => {
-                // A retried download starts its bar again.
+                // When the layer opened first (it is written while it
+                // downloads), this bar shows the download beside the layer's.
                 let bar = self
                     .downloads
                     .entry(digest.clone())

@@ -540,10 +540,12 @@ fn sigkill_during_pull_leaves_no_half_image() {
         };
         assert_eq!(env.list(), expected, "{point}");
         env.assert_consistent();
-        // And the next pull succeeds at once (no stale lock), from cached blobs.
+        // And the next pull succeeds at once (no stale lock), from cached blobs
+        // once the killed run had written them (layers download while the image
+        // is written, so at "staging" they may not be).
         let (_, stderr) = env.ok(&["image", "pull", &img, "--name", "crash", "--force"]);
         assert!(
-            !stderr.contains("downloaded"),
+            point == "staging" || !stderr.contains("downloaded"),
             "{point}: blobs reused: {stderr}"
         );
         env.assert_consistent();

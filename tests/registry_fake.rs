@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -11,76 +10,9 @@ use std::time::{Duration, Instant};
 
 use banger::source::{resolve, ImageSource, ResolvedImage, SourceError};
 use serde_json::json;
-use support::fake::{FakeServer, Reply, Request};
+use support::fake::{Content, FakeServer, Reply, REPO};
 use support::oci::{build_layout, sha256, write_blob, Comp, ImageSpec, LayerSpec, Layout};
 use support::{assert_mentions, cache_entries, message, options, read_layers};
-
-const REPO: &str = "test/img";
-
-/// Content of a layout, served the way a registry would.
-struct Content {
-    blobs: HashMap<String, Vec<u8>>,
-    tags: HashMap<String, String>,
-}
-
-impl Content {
-    fn from_layout(layout: &Layout, tag: &str) -> Arc<Content> {
-        let mut blobs = HashMap::new();
-        for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
-            let entry = entry.unwrap();
-            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
-            blobs.insert(digest, std::fs::read(entry.path()).unwrap());
-        }
-        let tags = HashMap::from([(tag.to_string(), layout.top_digest.clone())]);
-        Arc::new(Content { blobs, tags })
-    }
-
-    /// Answers `/v2/`, manifests (by tag or digest) and blobs, like a registry.
-    fn reply(&self, request: &Request) -> Reply {
-        let path = request.path();
-        if path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        let prefix = format!("/v2/{REPO}/");
-        let Some(rest) = path.strip_prefix(&prefix) else {
-            return not_found("NAME_UNKNOWN", "repository name not known to registry");
-        };
-        if let Some(reference) = rest.strip_prefix("manifests/") {
-            let digest = self
-                .tags
-                .get(reference)
-                .cloned()
-                .unwrap_or_else(|| reference.to_string());
-            return match self.blobs.get(&digest) {
-                Some(body) => {
-                    let media_type: serde_json::Value = serde_json::from_slice(body).unwrap();
-                    let media_type = media_type["mediaType"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    Reply::new(200, body.clone())
-                        .header("Content-Type", &media_type)
-                        .header("Docker-Content-Digest", &digest)
-                }
-                None => not_found("MANIFEST_UNKNOWN", "manifest unknown"),
-            };
-        }
-        if let Some(digest) = rest.strip_prefix("blobs/") {
-            return match self.blobs.get(digest) {
-                Some(body) => Reply::new(200, body.clone()),
-                None => not_found("BLOB_UNKNOWN", "blob unknown to registry"),
-            };
-        }
-        not_found("UNSUPPORTED", "unsupported")
-    }
-}
-
-fn not_found(code: &str, message: &str) -> Reply {
-    Reply::new(
-        404,
-        json!({"errors": [{"code": code, "message": message}]}).to_string(),
-    )
-}
 
 fn small_image(dir: &Path) -> Layout {
     build_layout(

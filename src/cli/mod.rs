@@ -23,6 +23,7 @@ use banger::guest::InitChoice;
 use banger::pipeline::{GuestSettings, Progress, RootfsError, WriteOptions};
 use banger::platform::PlatformError;
 use banger::reference::ReferenceError;
+use banger::source::growing::DownloadFailed;
 use banger::source::registry::{Credentials, CredentialsFn, SpeedLimit};
 use banger::source::{ResolveOptions, SourceError};
 use banger::store::StoreError;
@@ -408,6 +409,8 @@ fn store_exit_code(error: &StoreError) -> u8 {
 fn rootfs_exit_code(error: &RootfsError) -> u8 {
     match error {
         RootfsError::Source(e) => source_exit_code(e),
+        // As if the download had failed before writing started.
+        RootfsError::Download(DownloadFailed::Failed { cause, .. }) => source_exit_code(cause),
         RootfsError::OutputNotAFile { .. } | RootfsError::OutputIsInput { .. } => USAGE,
         _ => ERROR,
     }

@@ -9,7 +9,7 @@ use super::progress::{Progress, ProgressEvent};
 use super::RootfsError;
 use crate::layer::verify_diff_id;
 use crate::readahead::ReadAhead;
-use crate::source::LayerRef;
+use crate::source::{BlobLocation, LayerRef, SourceError};
 
 /// A layer's tar stream, decompressed on its own thread. The tar's diff_id
 /// is hashed here on the consumer's side: inflating and hashing the
@@ -29,16 +29,49 @@ pub(super) fn open_layer(
         digest: layer.digest.clone(),
         size: layer.stored_len(),
     });
-    let counted = progress.clone();
-    let tar = layer.open_unverified_tar_through(move |raw| {
-        Box::new(ProgressReader::new(raw, counted, index))
-    })?;
+    let tar: Box<dyn Read + Send> = match layer.blob {
+        // Opening reads the first bytes (to sniff the compression), which
+        // may not have arrived: open on the read-ahead thread instead, so
+        // the flattener goes on with the layers before.
+        BlobLocation::Downloading(_) => {
+            Box::new(OpenOnRead::Pending(layer.clone(), progress.clone()))
+        }
+        _ => open_counted(layer, progress.clone())?,
+    };
     let inflated = ReadAhead::with_depth(tar, depth);
     Ok(verify_diff_id(
         Box::new(inflated),
         layer.diff_id.clone(),
         &layer.name(),
     ))
+}
+
+/// The layer's verified tar stream, its stored bytes counted for `progress`.
+fn open_counted(layer: &LayerRef, progress: Progress) -> Result<Box<dyn Read + Send>, SourceError> {
+    let index = layer.index + 1;
+    layer
+        .open_unverified_tar_through(move |raw| Box::new(ProgressReader::new(raw, progress, index)))
+}
+
+/// A layer opened by its first read.
+enum OpenOnRead {
+    Pending(LayerRef, Progress),
+    Open(Box<dyn Read + Send>),
+}
+
+impl Read for OpenOnRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self {
+                OpenOnRead::Open(tar) => return tar.read(buf),
+                OpenOnRead::Pending(layer, progress) => {
+                    let tar =
+                        open_counted(layer, progress.clone()).map_err(std::io::Error::other)?;
+                    *self = OpenOnRead::Open(tar);
+                }
+            }
+        }
+    }
 }
 
 /// Inflated bytes buffered between the layer threads and the flattener,

@@ -1,7 +1,8 @@
 //! The one way an image source becomes an ext4 file, for `banger rootfs` and
-//! `banger image pull` alike: resolve the source (downloading into the blob
-//! cache), then write the image on a blocking thread, reporting progress
-//! throughout. What resolving needs ([`ResolveOptions`]) and what writing
+//! `banger image pull` alike: resolve the source (fetching the manifest and
+//! config, and starting the layer downloads into the blob cache), then
+//! write the image on a blocking thread while the layers still arrive,
+//! reporting progress throughout. What resolving needs ([`ResolveOptions`]) and what writing
 //! needs ([`WriteOptions`]) are separate requests.
 
 mod ids;
@@ -31,14 +32,16 @@ pub async fn build(
     write(image, output, options, progress).await
 }
 
-/// Resolves `source`, downloading into the blob cache; fetches are reported
-/// to `progress` (in place of `options`' own hook).
+/// Resolves `source`, starting the downloads of registry layers not cached
+/// yet (they go on while [`write()`] reads them, and are called off if the
+/// image is dropped unwritten); fetches are reported to `progress` (in place
+/// of `options`' own hook).
 pub async fn resolve(
     source: &ImageSource,
     options: &ResolveOptions,
     progress: &Progress,
 ) -> Result<ResolvedImage, SourceError> {
-    source::resolve(source, &progress.for_resolve(options)).await
+    source::resolve_streaming(source, &progress.for_resolve(options)).await
 }
 
 /// Writes `image` to `output` on a blocking thread, reporting its layers to

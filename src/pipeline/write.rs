@@ -18,6 +18,7 @@ use crate::guest::modules::ModulesPlan;
 use crate::guest::{prepare_guest, GuestError, GuestOptions, GuestReport, InitChoice};
 use crate::layer::StreamError;
 use crate::readahead::CHUNK;
+use crate::source::growing::{DownloadFailed, GrowingBlob, Outcome};
 use crate::source::{ImageSource, LayerRef, ResolvedImage, SourceError};
 use crate::staged::StagedFile;
 
@@ -77,6 +78,10 @@ pub enum RootfsError {
     /// A layer's stream is corrupt or truncated (the message names the layer).
     #[error(transparent)]
     Layer(#[from] StreamError),
+    /// A layer downloading while the image was written failed (corrupt,
+    /// truncated, too long, or the registry went away); nothing was cached.
+    #[error(transparent)]
+    Download(DownloadFailed),
     /// The guest could not be prepared (agents, init, kernel modules).
     /// Boxed: its module and init-system errors are large and rare.
     #[error(transparent)]
@@ -118,11 +123,67 @@ impl From<GuestError> for RootfsError {
 }
 
 /// Writes a resolved image to `output`, telling `progress` of each layer.
+/// Layers still downloading are read as they arrive; the output is
+/// published only once each of them is verified and stored in the cache.
+/// On failure the downloads are called off, and have ended (no temp file
+/// left) when this returns; a failed download is the error reported, as
+/// the cause of whatever its reader ran into.
 pub fn write_rootfs(
     image: ResolvedImage,
     output: &Path,
     request: &WriteOptions,
     progress: &Progress,
+) -> Result<RootfsReport, RootfsError> {
+    let downloads = Downloads::of(&image);
+    let written = write_image(image, output, request, progress, &downloads);
+    match written {
+        Ok(report) => Ok(report),
+        Err(error) => Err(downloads.call_off().map_or(error, RootfsError::Download)),
+    }
+}
+
+/// The layers of an image that are still downloading.
+struct Downloads(Vec<GrowingBlob>);
+
+impl Downloads {
+    fn of(image: &ResolvedImage) -> Self {
+        let blobs = image.layers.iter().filter_map(|l| l.blob.downloading());
+        Self(blobs.cloned().collect())
+    }
+
+    /// Waits for every download to be stored, in layer order; the first
+    /// that was not is the error.
+    fn stored(&self) -> Result<(), RootfsError> {
+        for blob in &self.0 {
+            if let Outcome::Failed(failed) = blob.wait() {
+                return Err(RootfsError::Download(failed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels every download, waits until they all ended, and returns the
+    /// first real failure among them (not a cancellation).
+    fn call_off(&self) -> Option<DownloadFailed> {
+        for blob in &self.0 {
+            blob.cancel();
+        }
+        let mut first = None;
+        for blob in &self.0 {
+            if let Outcome::Failed(failed @ DownloadFailed::Failed { .. }) = blob.wait() {
+                first.get_or_insert(failed);
+            }
+        }
+        first
+    }
+}
+
+fn write_image(
+    image: ResolvedImage,
+    output: &Path,
+    request: &WriteOptions,
+    progress: &Progress,
+    downloads: &Downloads,
 ) -> Result<RootfsReport, RootfsError> {
     let output_error = |context, source| RootfsError::Output {
         context,
@@ -204,6 +265,9 @@ pub fn write_rootfs(
         None => None,
     };
     let summary = builder.finish(&tree)?;
+    // The readers verified every byte; this is the cache's own check, and
+    // what makes the image's `cache_blobs` true.
+    downloads.stored()?;
     staged
         .persist()
         .map_err(|e| output_error("publishing", e))?;

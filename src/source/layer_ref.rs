@@ -6,6 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::growing::GrowingBlob;
 use super::{OneShotReader, SourceError};
 use crate::layer::{self, VerifyingReader};
 use crate::reference::Digest;
@@ -28,6 +29,18 @@ pub enum BlobLocation {
     Stdin,
     /// An injected one-shot reader.
     Reader(OneShotReader),
+    /// A registry blob still downloading into the cache: read as it arrives.
+    Downloading(GrowingBlob),
+}
+
+impl BlobLocation {
+    /// The download, if the blob is still arriving.
+    pub fn downloading(&self) -> Option<&GrowingBlob> {
+        match self {
+            BlobLocation::Downloading(blob) => Some(blob),
+            _ => None,
+        }
+    }
 }
 
 /// Standard input holds one stream per process; a second open would read garbage.
@@ -66,7 +79,7 @@ impl LayerRef {
             _ if self.size.is_some() => self.size,
             BlobLocation::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
             BlobLocation::Member { len, .. } => Some(*len),
-            BlobLocation::Stdin | BlobLocation::Reader(_) => None,
+            BlobLocation::Stdin | BlobLocation::Reader(_) | BlobLocation::Downloading(_) => None,
         }
     }
 
@@ -116,6 +129,7 @@ impl LayerRef {
                 }
                 Box::new(io::stdin())
             }
+            BlobLocation::Downloading(blob) => Box::new(blob.reader()),
             BlobLocation::Reader(reader) => reader
                 .take()
                 .ok_or_else(|| SourceError::AlreadyConsumed { what: name.clone() })?,

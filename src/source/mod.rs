@@ -3,6 +3,7 @@
 
 pub mod docker_archive;
 mod error;
+pub mod growing;
 mod image_source;
 mod layer_ref;
 pub mod manifest;
@@ -35,7 +36,7 @@ pub enum FetchEvent {
         /// Its size.
         size: u64,
     },
-    /// A download started, or started again after a failed attempt.
+    /// A download started (an attempt broken off is resumed, not started again).
     Downloading {
         /// The blob.
         digest: Digest,
@@ -172,7 +173,8 @@ pub struct RuntimeConfig {
     pub exposed_ports: Vec<String>,
 }
 
-/// A resolved image: its config and layers, every blob available locally.
+/// A resolved image: its config and layers, every blob available locally
+/// or (from [`resolve_streaming`]) on its way into the cache.
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
     /// What was resolved, canonical (e.g. `docker.io/library/alpine:latest`, `oci:DIR:TAG`).
@@ -209,6 +211,19 @@ pub async fn resolve(
             blocking(move || docker_archive::resolve(&path)).await
         }
         ImageSource::Tar(input) => Ok(tar_file::resolve(input)),
+    }
+}
+
+/// [`resolve`], except that registry layers not cached yet are still
+/// downloading when it returns ([`BlobLocation::Downloading`]): the image
+/// can be written while they arrive.
+pub async fn resolve_streaming(
+    source: &ImageSource,
+    opts: &ResolveOptions,
+) -> Result<ResolvedImage, SourceError> {
+    match source {
+        ImageSource::Registry(reference) => registry::resolve_streaming(reference, opts).await,
+        _ => resolve(source, opts).await,
     }
 }
 

@@ -7,6 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
+use serde_json::json;
+
+use super::oci::Layout;
+
 /// A logged request.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -138,4 +142,74 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
     let _ = out.write_all(body);
     let _ = out.flush();
     let _ = out.shutdown(std::net::Shutdown::Both);
+}
+
+/// The repository the fake registry serves.
+pub const REPO: &str = "test/img";
+
+/// Content of a layout, served the way a registry would (as `REPO:tag`).
+pub struct Content {
+    /// Blobs (manifests too) by digest.
+    pub blobs: HashMap<String, Vec<u8>>,
+    /// Tag → manifest digest.
+    pub tags: HashMap<String, String>,
+}
+
+impl Content {
+    pub fn from_layout(layout: &Layout, tag: &str) -> Arc<Content> {
+        let mut blobs = HashMap::new();
+        for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
+            let entry = entry.unwrap();
+            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+            blobs.insert(digest, std::fs::read(entry.path()).unwrap());
+        }
+        let tags = HashMap::from([(tag.to_string(), layout.top_digest.clone())]);
+        Arc::new(Content { blobs, tags })
+    }
+
+    /// Answers `/v2/`, manifests (by tag or digest) and blobs, like a registry.
+    pub fn reply(&self, request: &Request) -> Reply {
+        let path = request.path();
+        if path == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        let prefix = format!("/v2/{REPO}/");
+        let Some(rest) = path.strip_prefix(&prefix) else {
+            return not_found("NAME_UNKNOWN", "repository name not known to registry");
+        };
+        if let Some(reference) = rest.strip_prefix("manifests/") {
+            let digest = self
+                .tags
+                .get(reference)
+                .cloned()
+                .unwrap_or_else(|| reference.to_string());
+            return match self.blobs.get(&digest) {
+                Some(body) => {
+                    let media_type: serde_json::Value = serde_json::from_slice(body).unwrap();
+                    let media_type = media_type["mediaType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    Reply::new(200, body.clone())
+                        .header("Content-Type", &media_type)
+                        .header("Docker-Content-Digest", &digest)
+                }
+                None => not_found("MANIFEST_UNKNOWN", "manifest unknown"),
+            };
+        }
+        if let Some(digest) = rest.strip_prefix("blobs/") {
+            return match self.blobs.get(digest) {
+                Some(body) => Reply::new(200, body.clone()),
+                None => not_found("BLOB_UNKNOWN", "blob unknown to registry"),
+            };
+        }
+        not_found("UNSUPPORTED", "unsupported")
+    }
+}
+
+pub fn not_found(code: &str, message: &str) -> Reply {
+    Reply::new(
+        404,
+        json!({"errors": [{"code": code, "message": message}]}).to_string(),
+    )
 }

@@ -4,16 +4,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use reqwest::header::CONTENT_RANGE;
+use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 
 use super::session::RegistryClient;
 use super::speed::SpeedGuard;
-use crate::cache::{BlobCache, InsertError};
+use crate::cache::{BlobCache, BlobWriter, InsertError};
 use crate::reference::Digest;
+use crate::source::growing::Publisher;
 use crate::source::manifest::Descriptor;
 use crate::source::{FetchEvent, ResolveOptions, SourceError};
 
-/// A download broken off mid-body restarts from scratch this many times.
+/// A download broken off mid-body is resumed until it has been tried this many times.
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 3;
 
 /// Downloads every layer, `max_concurrent_downloads` at a time, in manifest order.
@@ -107,50 +110,82 @@ pub(super) async fn ensure_blob(
     if let Some(path) = cached(cache) {
         return Ok(path);
     }
-    let url = format!("{}/blobs/{digest}", client.base);
-    let mut attempt = 1;
-    loop {
-        match download(client, cache, &digest, desc.size, &url, what, opts).await {
-            Err(SourceError::Http { source, .. })
-                if attempt < MAX_DOWNLOAD_ATTEMPTS && !source.is_status() =>
-            {
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-            Ok(path) => {
-                opts.report(FetchEvent::Downloaded {
-                    digest: digest.clone(),
-                    size: desc.size,
-                });
-                return Ok(path);
-            }
-        }
-    }
+    let mut writer = cache
+        .writer(&digest, desc.size)
+        .map_err(|e| insert_error(e, what))?;
+    fetch_into(client, &mut writer, &digest, what, opts, None).await?;
+    let path = commit(client, writer, what).await?;
+    opts.report(FetchEvent::Downloaded {
+        digest: digest.clone(),
+        size: desc.size,
+    });
+    Ok(path)
 }
 
 /// Bytes a download gathers before it reports them: progress moves
 /// smoothly without a call per network chunk.
 const RECEIVED_STEP: u64 = 256 << 10;
 
-/// One download attempt into a temp file; only a verified blob is renamed into place.
-async fn download(
+/// Downloads the blob `digest` into `writer` (which checks its size and
+/// hash as it goes), telling `publisher` of each chunk written. A body
+/// broken off mid-way is resumed from the bytes already written, at most
+/// [`MAX_DOWNLOAD_ATTEMPTS`] times in all: with a `Range` request, or, when
+/// the registry ignores it, by skipping what the new body repeats.
+pub(super) async fn fetch_into(
     client: &RegistryClient,
-    cache: &BlobCache,
+    writer: &mut BlobWriter,
     digest: &Digest,
-    size: u64,
+    what: &str,
+    opts: &ResolveOptions,
+    publisher: Option<&Publisher>,
+) -> Result<(), SourceError> {
+    let url = format!("{}/blobs/{digest}", client.base);
+    opts.report(FetchEvent::Downloading {
+        digest: digest.clone(),
+        size: writer.size(),
+    });
+    let mut attempt = 1;
+    loop {
+        match fetch_attempt(client, writer, digest, &url, what, opts, publisher).await {
+            Err(SourceError::Http { source, .. })
+                if attempt < MAX_DOWNLOAD_ATTEMPTS && !source.is_status() =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One request for the rest of the blob.
+async fn fetch_attempt(
+    client: &RegistryClient,
+    writer: &mut BlobWriter,
+    digest: &Digest,
     url: &str,
     what: &str,
     opts: &ResolveOptions,
-) -> Result<PathBuf, SourceError> {
-    let mut response = client.get(url, None).await?;
-    let mut writer = cache
-        .writer(digest, size)
-        .map_err(|e| insert_error(e, what))?;
-    opts.report(FetchEvent::Downloading {
-        digest: digest.clone(),
-        size,
-    });
-    let mut first_chunk = true;
+    publisher: Option<&Publisher>,
+) -> Result<(), SourceError> {
+    let offset = writer.written();
+    let mut response = client.get_from(url, None, offset).await?;
+    let mut skip = offset;
+    if offset > 0 && response.status() == StatusCode::PARTIAL_CONTENT {
+        let range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !range.starts_with(&format!("bytes {offset}-")) {
+            return Err(SourceError::Registry {
+                url: url.to_string(),
+                status: StatusCode::PARTIAL_CONTENT.as_u16(),
+                message: format!("asked for bytes {offset}- but got the range {range:?}"),
+            });
+        }
+        skip = 0;
+    }
+    let mut first_chunk = offset == 0;
     let mut unreported = 0u64;
     let report_received = |bytes: &mut u64| {
         if *bytes > 0 {
@@ -162,8 +197,18 @@ async fn download(
     };
     SpeedGuard::new(client.speed)
         .each_chunk(&mut response, url, |chunk| {
+            // A registry that ignored the range repeats what is written.
+            let repeated = skip.min(chunk.len() as u64);
+            skip -= repeated;
+            let chunk = &chunk[repeated as usize..];
+            if chunk.is_empty() {
+                return Ok(());
+            }
             // Small buffered writes to the page cache: cheap enough to do in place.
             writer.write(chunk).map_err(|e| insert_error(e, what))?;
+            if let Some(publisher) = publisher {
+                publisher.grow(chunk.len() as u64);
+            }
             if std::mem::take(&mut first_chunk) {
                 crate::store::test_pause("downloading");
             }
@@ -175,6 +220,16 @@ async fn download(
         })
         .await?;
     report_received(&mut unreported);
+    Ok(())
+}
+
+/// Verifies the written blob and renames it into the cache, on a blocking
+/// thread that [`RegistryClient::commits`] accounts for.
+pub(super) async fn commit(
+    client: &RegistryClient,
+    writer: BlobWriter,
+    what: &str,
+) -> Result<PathBuf, SourceError> {
     let in_flight = client.commits.clone().read_owned().await;
     tokio::task::spawn_blocking(move || {
         let _in_flight = in_flight;

@@ -5,7 +5,8 @@
 //!
 //! One module a concern: `session` (the connection, auth and retries),
 //! `manifests` (fetching and verifying manifests), `blobs` (downloading into
-//! the cache) and `speed` (the slowest transfer tolerated).
+//! the cache), `stream` (layers read while they download) and `speed` (the
+//! slowest transfer tolerated).
 //!
 //! Credentials go only to the registry they were looked up for and to the token
 //! realm its challenge names; they are never logged (their `Debug` is redacted).
@@ -19,6 +20,7 @@ mod blobs;
 mod manifests;
 mod session;
 mod speed;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use blobs::{download_layers, ensure_blob};
 use manifests::{fetch_manifest, fetch_manifest_bytes};
 use session::RegistryClient;
 pub use speed::SpeedLimit;
+use stream::start_layer_downloads;
 
 /// Indexes nested deeper than this are refused.
 const MAX_INDEX_DEPTH: usize = 4;
@@ -77,6 +80,36 @@ fn open_session(
 pub async fn resolve(
     reference: &Reference,
     opts: &ResolveOptions,
+) -> Result<ResolvedImage, SourceError> {
+    resolve_layers(reference, opts, Layers::Downloaded).await
+}
+
+/// Resolves `reference` and downloads its config into the cache, and
+/// starts downloading the layers that are not cached yet: those come as
+/// [`BlobLocation::Downloading`], readable while they arrive. Nothing waits
+/// for those downloads but their readers (and
+/// [`crate::source::growing::GrowingBlob::wait`]); dropping every handle on
+/// one calls it off.
+pub async fn resolve_streaming(
+    reference: &Reference,
+    opts: &ResolveOptions,
+) -> Result<ResolvedImage, SourceError> {
+    resolve_layers(reference, opts, Layers::Streaming).await
+}
+
+/// Whether resolving waits for the layers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layers {
+    /// All are in the cache when resolving returns.
+    Downloaded,
+    /// Those not cached are still downloading.
+    Streaming,
+}
+
+async fn resolve_layers(
+    reference: &Reference,
+    opts: &ResolveOptions,
+    mode: Layers,
 ) -> Result<ResolvedImage, SourceError> {
     let (cache, client) = open_session(reference, opts)?;
     let what = reference.to_string();
@@ -144,21 +177,28 @@ pub async fn resolve(
     cache_blobs.push(image.config.digest(&what)?);
     check_layer_count(image.layers.len(), &config, &what)?;
 
-    let paths = download_layers(&client, &cache, &image.layers, opts, &what).await?;
+    let locations = match mode {
+        Layers::Downloaded => download_layers(&client, &cache, &image.layers, opts, &what)
+            .await?
+            .into_iter()
+            .map(BlobLocation::File)
+            .collect(),
+        Layers::Streaming => start_layer_downloads(&client, &cache, &image.layers, opts, &what)?,
+    };
     let layers = image
         .layers
         .iter()
         .zip(&config.diff_ids)
-        .zip(paths)
+        .zip(locations)
         .enumerate()
-        .map(|(index, ((desc, diff_id), path))| {
+        .map(|(index, ((desc, diff_id), blob))| {
             Ok(LayerRef {
                 index,
                 digest: Some(desc.digest(&what)?),
                 size: Some(desc.size),
                 diff_id: Some(diff_id.clone()),
                 media_type: desc.media_type.clone(),
-                blob: BlobLocation::File(path),
+                blob,
             })
         })
         .collect::<Result<Vec<_>, SourceError>>()?;

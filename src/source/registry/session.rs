@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, ACCEPT, RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
@@ -103,6 +103,18 @@ impl RegistryClient {
         url: &str,
         accept: Option<&str>,
     ) -> Result<Response, SourceError> {
+        self.get_from(url, accept, 0).await
+    }
+
+    /// [`Self::get`] asking for the bytes from `offset` on (`Range`), when
+    /// `offset` is not 0. The registry may ignore the range and answer 200
+    /// with the whole body: the caller checks the status.
+    pub(super) async fn get_from(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        offset: u64,
+    ) -> Result<Response, SourceError> {
         let http_error = |source| SourceError::Http {
             url: url.to_string(),
             source,
@@ -123,6 +135,9 @@ impl RegistryClient {
             let mut request = self.http.get(url);
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
+            }
+            if offset > 0 {
+                request = request.header(RANGE, format!("bytes={offset}-"));
             }
             if let Some(token) = &token {
                 request = request.bearer_auth(&token.value);
