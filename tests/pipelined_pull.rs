@@ -98,8 +98,27 @@ impl Env {
         command
     }
 
+    /// Runs `banger ARGS`, failing the test (and killing banger) if it has
+    /// not ended within two minutes: a reader waiting on a download that
+    /// never ends must fail here, not hang the suite.
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as libc::pid_t;
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(child.wait_with_output()));
+        match ended.recv_timeout(Duration::from_secs(120)) {
+            Ok(output) => output.unwrap(),
+            Err(_) => {
+                // SAFETY: kill(2) on the child this call spawned and has not reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("banger {args:?} still ran after 120 s");
+            }
+        }
     }
 
     /// `banger rootfs` of `server`'s image into `out/<name>`.
