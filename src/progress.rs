@@ -1,7 +1,7 @@
 //! How a pull's progress is shown: bars on a terminal, periodic plain lines
 //! elsewhere. Which one a command uses is decided at the CLI edge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ struct TerminalBars {
     multi: MultiProgress,
     downloads: HashMap<Digest, ProgressBar>,
     layers: HashMap<usize, ProgressBar>,
+    /// Blobs whose layer is open: their layer bar shows the rest.
+    opened: HashSet<Digest>,
     writing: Option<usize>,
     metadata: Option<ProgressBar>,
 }
@@ -67,7 +69,13 @@ impl TerminalBars {
                 }
             }
             ProgressEvent::Fetch(FetchEvent::Downloaded { digest, .. }) => {
-                if let Some(bar) = self.downloads.get(&digest) {
+                // A layer that opened before its download began has a bar
+                // of its own; the download's goes once it is done.
+                if self.opened.contains(&digest) {
+                    if let Some(bar) = self.downloads.remove(&digest) {
+                        bar.finish_and_clear();
+                    }
+                } else if let Some(bar) = self.downloads.get(&digest) {
                     bar.set_message("downloaded");
                 }
             }
@@ -80,7 +88,11 @@ impl TerminalBars {
             } => {
                 // A downloaded layer keeps its bar, now counting the write.
                 let bar = digest
-                    .and_then(|digest| self.downloads.remove(&digest))
+                    .and_then(|digest| {
+                        let bar = self.downloads.remove(&digest);
+                        self.opened.insert(digest);
+                        bar
+                    })
                     .unwrap_or_else(|| self.multi.add(ProgressBar::hidden()));
                 start_bar(&bar, format!("layer {index}/{count}"), size, "reading");
                 self.layers.insert(index, bar);
