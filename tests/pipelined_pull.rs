@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use banger_testkit::assert_fsck_clean;
 use support::cache_entries;
-use support::fake::{Content, FakeServer, Reply, REPO};
+use support::fake::{mangling_registry, Content, FakeServer, Reply, REPO};
 use support::oci::{build_layout, Comp, ImageSpec, LayerSpec, Layout};
 
 /// A two-layer image whose second layer is big enough to be cut mid-way
@@ -44,25 +44,6 @@ fn image(dir: &Path) -> Layout {
             ],
         )],
     )
-}
-
-/// Serves `layout`, passing the second layer's replies through `mangle`
-/// (with the number of the request for it, from 0).
-fn registry(
-    layout: &Layout,
-    mangle: impl Fn(Reply, usize) -> Reply + Send + Sync + 'static,
-) -> FakeServer {
-    let content = Content::from_layout(layout, "v1");
-    let target = layout.images[0].layer_digests[1].clone();
-    let count = AtomicUsize::new(0);
-    FakeServer::start("127.0.0.1", move |request| {
-        let reply = content.reply(request);
-        if request.path().ends_with(&target) {
-            mangle(reply, count.fetch_add(1, Ordering::SeqCst))
-        } else {
-            reply
-        }
-    })
 }
 
 /// One banger installation (cache and state) in a temp dir.
@@ -177,7 +158,7 @@ fn fails_cleanly_then_recovers(
 ) {
     let work = tempfile::tempdir().unwrap();
     let layout = image(&work.path().join("layout"));
-    let bad = registry(&layout, mangle);
+    let bad = mangling_registry(&layout, mangle);
     let env = Env::new();
     let digest = &layout.images[0].layer_digests[1];
 
@@ -200,7 +181,7 @@ fn fails_cleanly_then_recovers(
     let show = env.run(&["image", "show", "img"]);
     assert_eq!(show.status.code(), Some(3), "no image was published");
 
-    let good = registry(&layout, |reply, _| reply);
+    let good = mangling_registry(&layout, |reply, _| reply);
     let (output, file) = env.rootfs(&good, "rootfs.ext4");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_fsck_clean(&file);
@@ -336,7 +317,7 @@ fn the_first_layer_is_written_while_the_second_downloads() {
     // The second layer is served only once banger says it writes the first
     // (or after a generous timeout, so a regression fails on the order of
     // the lines rather than hanging).
-    let server = registry(&layout, move |reply, _| {
+    let server = mangling_registry(&layout, move |reply, _| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !started.load(Ordering::SeqCst) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use banger::source::{resolve, ImageSource, ResolvedImage, SourceError};
 use serde_json::json;
-use support::fake::{Content, FakeServer, Reply, REPO};
+use support::fake::{mangling_registry, Content, FakeServer, Reply, REPO};
 use support::oci::{build_layout, sha256, write_blob, Comp, ImageSpec, LayerSpec, Layout};
 use support::{assert_mentions, cache_entries, message, options, read_layers};
 
@@ -290,24 +290,6 @@ async fn case_42_errors_quote_the_registry_message() {
         .unwrap_err()
         .to_string();
     assert_mentions(&err, &["503", "backend storage is on fire"]);
-}
-
-/// Serves the image but passes the chosen layer's body through `mangle`.
-fn mangling_registry(
-    layout: &Layout,
-    mangle: impl Fn(Reply, usize) -> Reply + Send + Sync + 'static,
-) -> FakeServer {
-    let content = Content::from_layout(layout, "v1");
-    let target = layout.images[0].layer_digests[1].clone();
-    let count = AtomicUsize::new(0);
-    FakeServer::start("127.0.0.1", move |request| {
-        let reply = content.reply(request);
-        if request.path().ends_with(&target) {
-            mangle(reply, count.fetch_add(1, Ordering::SeqCst))
-        } else {
-            reply
-        }
-    })
 }
 
 fn assert_layer_not_cached(layout: &Layout, cache: &Path) {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -212,4 +213,23 @@ pub fn not_found(code: &str, message: &str) -> Reply {
         404,
         json!({"errors": [{"code": code, "message": message}]}).to_string(),
     )
+}
+
+/// Serves `layout`'s image, passing the replies for its second layer
+/// through `mangle` (with the number of the request for it, from 0).
+pub fn mangling_registry(
+    layout: &Layout,
+    mangle: impl Fn(Reply, usize) -> Reply + Send + Sync + 'static,
+) -> FakeServer {
+    let content = Content::from_layout(layout, "v1");
+    let target = layout.images[0].layer_digests[1].clone();
+    let count = AtomicUsize::new(0);
+    FakeServer::start("127.0.0.1", move |request| {
+        let reply = content.reply(request);
+        if request.path().ends_with(&target) {
+            mangle(reply, count.fetch_add(1, Ordering::SeqCst))
+        } else {
+            reply
+        }
+    })
 }
