@@ -72,15 +72,15 @@ impl LayerRef {
         }
     }
 
-    /// The stored blob's length: its descriptor's size, else the file's or
-    /// archive member's length; `None` for a stream.
+    /// The stored blob's length, for progress: its descriptor's size, else
+    /// the file's or archive member's length; `None` for a stream, or for a
+    /// file that cannot be examined (opening it then says why).
     pub fn stored_len(&self) -> Option<u64> {
-        match &self.blob {
-            _ if self.size.is_some() => self.size,
+        self.size.or_else(|| match &self.blob {
             BlobLocation::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
             BlobLocation::Member { len, .. } => Some(*len),
             BlobLocation::Stdin | BlobLocation::Reader(_) | BlobLocation::Downloading(_) => None,
-        }
+        })
     }
 
     /// The decompressed tar stream. The stored blob's digest and size are verified as
