@@ -3,19 +3,22 @@
 //! Each file's bytes are read once and written once, straight to their final
 //! blocks: consecutive blocks (of one file or of consecutive files) are
 //! gathered into one large buffer and written with a single positioned
-//! write. Blocks that are all zeros become holes, as `mke2fs -d` makes them.
+//! write, on a thread of its own ([`super::background`]). Blocks that are
+//! all zeros become holes, as `mke2fs -d` makes them.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 
+use super::background::BackgroundWriter;
 use crate::alloc::BlockAllocator;
 use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN, MAX_FILE_SIZE};
 use crate::tree::{ContentSource, PlacedData, PlacedExtent};
 
 /// Bytes gathered before one write.
 const WRITE_BUFFER: usize = 1 << 20;
+/// A buffer's length: the gathered blocks and the block being filled.
+const BUFFER_LEN: usize = WRITE_BUFFER + BLOCK_SIZE as usize;
 
 /// Why a file could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +51,8 @@ pub enum DataError {
 /// Writes file data into the image through a bump allocator.
 #[derive(Debug)]
 pub struct DataWriter {
-    /// Blocks gathered for one write; the last `BLOCK_SIZE as usize` bytes past `committed`
-    /// are the block being filled.
+    /// Blocks gathered for one write ([`BUFFER_LEN`] bytes); the
+    /// `BLOCK_SIZE` bytes past `committed` are the block being filled.
     buffer: Vec<u8>,
     /// Bytes of `buffer` that hold allocated blocks.
     committed: usize,
@@ -57,15 +60,18 @@ pub struct DataWriter {
     buffer_start: u64,
     /// Every run handed to a file, live or not, for dead-block accounting.
     written: Vec<PlacedExtent>,
+    /// Writes full buffers; started by the first.
+    writer: Option<BackgroundWriter>,
 }
 
 impl Default for DataWriter {
     fn default() -> Self {
         Self {
-            buffer: Vec::with_capacity(WRITE_BUFFER + BLOCK_SIZE as usize),
+            buffer: vec![0u8; BUFFER_LEN],
             committed: 0,
             buffer_start: 0,
             written: Vec::new(),
+            writer: None,
         }
     }
 }
@@ -86,12 +92,9 @@ impl DataWriter {
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> Result<PlacedData, DataError> {
-        let result = self.store_ranges(image, alloc, reader, size, data_ranges);
-        if result.is_err() {
-            // Leave no half-read bytes in the slot for the next file.
-            self.buffer.truncate(self.committed);
-        }
-        result
+        // A failure leaves half-read bytes in the slot: harmless, since the
+        // next file's first block zeroes the slot or overwrites all of it.
+        self.store_ranges(image, alloc, reader, size, data_ranges)
     }
 
     fn store_ranges(
@@ -123,13 +126,18 @@ impl DataWriter {
             let mut pos = range.start;
             while pos < range.end {
                 let logical = pos / BLOCK_SIZE;
+                let offset = (pos % BLOCK_SIZE) as usize;
                 if current != Some(logical) {
                     if let Some(done) = current {
                         self.commit_block(image, alloc, done, &mut placed)?;
                     }
                     current = Some(logical);
+                    // The slot holds an earlier block's bytes: zero it
+                    // unless this range overwrites all of it.
+                    if offset != 0 || range.end - pos < BLOCK_SIZE {
+                        self.slot().fill(0);
+                    }
                 }
-                let offset = (pos % BLOCK_SIZE) as usize;
                 let n = (BLOCK_SIZE as usize - offset).min((range.end - pos) as usize);
                 let slot = self.slot();
                 reader
@@ -161,13 +169,9 @@ impl DataWriter {
         self.store(image, alloc, &mut reader, source.len(), &ranges)
     }
 
-    /// The zeroed block being filled, past the committed blocks.
+    /// The block being filled, past the committed blocks.
     fn slot(&mut self) -> &mut [u8] {
-        let end = self.committed + BLOCK_SIZE as usize;
-        if self.buffer.len() < end {
-            self.buffer.resize(end, 0);
-        }
-        &mut self.buffer[self.committed..end]
+        &mut self.buffer[self.committed..self.committed + BLOCK_SIZE as usize]
     }
 
     /// Gives the filled slot a physical block, or drops it as a hole.
@@ -182,7 +186,7 @@ impl DataWriter {
             .iter()
             .all(|&b| b == 0)
         {
-            return Ok(()); // A hole: the zeroed slot is reused as is.
+            return Ok(()); // A hole: the slot is reused.
         }
         let physical = alloc
             .alloc(1)
@@ -198,7 +202,6 @@ impl DataWriter {
             self.buffer_start = physical;
         }
         self.committed += BLOCK_SIZE as usize;
-        self.buffer.truncate(self.committed);
         extend_runs(&mut placed.extents, logical, physical);
         extend_runs(&mut self.written, logical, physical);
         if self.committed >= WRITE_BUFFER {
@@ -207,41 +210,36 @@ impl DataWriter {
         Ok(())
     }
 
+    /// Hands the committed blocks to the writer thread and goes on in
+    /// another buffer, the block being filled moved to its front.
     fn flush_committed(&mut self, image: &File) -> Result<(), DataError> {
-        if self.committed > 0 {
-            let offset = self.buffer_start * BLOCK_SIZE;
-            image
-                .write_all_at(&self.buffer[..self.committed], offset)
-                .map_err(DataError::Write)?;
-            start_writeback(image, offset, self.committed as u64);
+        if self.committed == 0 {
+            return Ok(());
         }
-        // Keep any partly filled slot past the committed blocks.
-        self.buffer.drain(..self.committed);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self
+                .writer
+                .insert(BackgroundWriter::spawn(image, BUFFER_LEN).map_err(DataError::Write)?),
+        };
+        let mut next = writer.take_buffer().map_err(DataError::Write)?;
+        let slot = self.committed..self.committed + BLOCK_SIZE as usize;
+        next[..BLOCK_SIZE as usize].copy_from_slice(&self.buffer[slot]);
+        let full = std::mem::replace(&mut self.buffer, next);
+        writer
+            .submit(full, self.committed, self.buffer_start * BLOCK_SIZE)
+            .map_err(DataError::Write)?;
         self.committed = 0;
         Ok(())
     }
 
-    /// Writes out everything gathered so far.
+    /// Writes out everything gathered so far and waits until it is written.
     pub fn flush(&mut self, image: &File) -> Result<(), DataError> {
-        self.flush_committed(image)
-    }
-}
-
-/// Asks the kernel to start writing a range out now, without waiting for
-/// it, so that the fsync that publishes the image finds little left to do
-/// instead of the whole image. Purely an optimisation: failures (tmpfs,
-/// old kernels) are ignored.
-fn start_writeback(image: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range only reads its integer arguments; the
-    // descriptor is owned by `image` and stays open for the call.
-    unsafe {
-        libc::sync_file_range(
-            image.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
+        self.flush_committed(image)?;
+        match &mut self.writer {
+            Some(writer) => writer.wait().map_err(DataError::Write),
+            None => Ok(()),
+        }
     }
 }
 
@@ -298,6 +296,7 @@ impl Read for SourceReader<'_> {
 mod tests {
     use super::*;
     use crate::alloc::SuperblockAreas;
+    use std::os::unix::fs::FileExt;
 
     fn setup() -> (tempfile::NamedTempFile, BlockAllocator, DataWriter) {
         let file = tempfile::NamedTempFile::new().unwrap();

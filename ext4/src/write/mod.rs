@@ -1,4 +1,5 @@
-//! Writing: file data as it streams in ([`data`]); once the geometry is
+//! Writing: file data as it streams in ([`data`], written on a thread of
+//! its own by [`background`]); once the geometry is
 //! known, the metadata blocks (journal, xattr blocks, directories, extent
 //! trees, inode tables, bitmaps, descriptors and superblocks); and the holes
 //! left by data no file kept.
@@ -14,6 +15,7 @@ use crate::spec::{BLOCK_SIZE, EXT4_EXTENTS_FL};
 use crate::tree::PlacedExtent;
 use crate::write::bitmap::UsedBlocks;
 
+pub(crate) mod background;
 pub(crate) mod bitmap;
 pub(crate) mod data;
 pub(crate) mod groups;
