@@ -81,18 +81,22 @@ pub fn decompress(
     diff_id: Option<Digest>,
     name: &str,
 ) -> io::Result<Box<dyn Read + Send>> {
-    Ok(verify_diff_id(decoder(raw, name)?, diff_id, name))
+    Ok(verify_diff_id(decoder(raw, name)?.0, diff_id, name))
 }
 
 /// Sniffs the compression of a raw layer blob and wraps the matching decoder,
-/// without checking the result's digest. `name` labels errors.
-pub fn decoder(mut raw: Box<dyn Read + Send>, name: &str) -> io::Result<Box<dyn Read + Send>> {
+/// without checking the result's digest; returns it with the compression
+/// found. `name` labels errors.
+pub fn decoder(
+    mut raw: Box<dyn Read + Send>,
+    name: &str,
+) -> io::Result<(Box<dyn Read + Send>, Compression)> {
     let mut prefix = [0u8; 4];
     let len = read_prefix(&mut raw, &mut prefix)?;
     let compression = Compression::sniff(&prefix[..len]);
     let whole: Box<dyn Read + Send> = Box::new(Cursor::new(prefix[..len].to_vec()).chain(raw));
     let label = name.to_string();
-    Ok(match compression {
+    let stream: Box<dyn Read + Send> = match compression {
         Compression::None => whole,
         Compression::Gzip => Box::new(Labelled {
             inner: flate2::read::MultiGzDecoder::new(whole),
@@ -107,7 +111,8 @@ pub fn decoder(mut raw: Box<dyn Read + Send>, name: &str) -> io::Result<Box<dyn 
         Compression::Unsupported(format) => {
             return Err(StreamError::Unsupported { format }.into_io(io::ErrorKind::InvalidData))
         }
-    })
+    };
+    Ok((stream, compression))
 }
 
 /// Wraps a layer's tar stream so that it fails at EOF unless its bytes hash

@@ -56,8 +56,8 @@ pub(super) struct FilesystemIds {
 
 impl FilesystemIds {
     /// From the manifest digest, else the layers' digests, with
-    /// `content_digests` (the sha256 of each layer that has no digest of its
-    /// own, in order) standing in for the missing ones.
+    /// `content_digests` (the BLAKE3 hash of each layer that has no digest
+    /// of its own, in order) standing in for the missing ones.
     pub(super) fn derive(image: &ResolvedImage, content_digests: &[impl AsRef<[u8]>]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"banger rootfs ids\0");
@@ -70,7 +70,7 @@ impl FilesystemIds {
                         Some(d) => hasher.update(d.to_string().as_bytes()),
                         None => {
                             if let Some(sha) = content.next() {
-                                hasher.update(b"sha256:");
+                                hasher.update(b"blake3:");
                                 hasher.update(hex::encode(sha).as_bytes());
                             }
                         }

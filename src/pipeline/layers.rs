@@ -2,26 +2,45 @@
 //! threads, hashed, and counted for progress.
 
 use std::io::Read;
-
-use sha2::{Digest as _, Sha256};
+use std::sync::{Arc, OnceLock};
 
 use super::progress::{Progress, ProgressEvent};
 use super::RootfsError;
-use crate::layer::verify_diff_id;
+use crate::layer::{verify_diff_id, Compression};
 use crate::readahead::ReadAhead;
 use crate::source::{BlobLocation, LayerRef, SourceError};
 
-/// A layer's tar stream, decompressed on its own thread. The tar's diff_id
-/// is hashed here on the consumer's side: inflating and hashing the
-/// compressed bytes already keep that thread busy, and hashing the
-/// uncompressed bytes there too would make it the bottleneck. The stored
-/// bytes are counted for `progress` as that thread reads them.
+/// A layer's tar stream as [`open_layer`] returns it.
+pub(super) struct OpenedLayer {
+    /// The tar, verified as it is read.
+    pub(super) reader: Box<dyn Read + Send>,
+    /// The tar's BLAKE3 hash when asked for, there once `reader` reached its end.
+    pub(super) content_digest: Option<ContentDigest>,
+}
+
+/// The BLAKE3 hash of a stream, set when the stream ends. BLAKE3, not
+/// SHA-256: a `tar:` source has no digest to check it against, and BLAKE3
+/// hashes about three times as fast, which keeps its reading thread from
+/// becoming the bottleneck on a plain tar.
+pub(super) type ContentDigest = Arc<OnceLock<[u8; 32]>>;
+
+/// A layer's tar stream, decompressed on its own thread, and hashed for
+/// `content_digest` (the UUID of a `tar:` source's image) when asked.
+///
+/// Where the tar's hashes are computed depends on the compression. A
+/// compressed layer's thread is busy inflating and hashing the stored
+/// bytes, so its tar's diff_id (and content digest) are hashed on the
+/// consumer's side; a plain tar's thread only copies, so they are hashed
+/// there, off the flattener's core, and a plain tar whose diff_id is its
+/// stored digest is not hashed twice. The stored bytes are counted for
+/// `progress` as that thread reads them.
 pub(super) fn open_layer(
     layer: &LayerRef,
     count: usize,
     depth: usize,
     progress: &Progress,
-) -> Result<Box<dyn Read + Send>, RootfsError> {
+    hash_content: bool,
+) -> Result<OpenedLayer, RootfsError> {
     let index = layer.index + 1;
     progress.report(ProgressEvent::Opened {
         index,
@@ -29,25 +48,58 @@ pub(super) fn open_layer(
         digest: layer.digest.clone(),
         size: layer.stored_len(),
     });
-    let tar: Box<dyn Read + Send> = match layer.blob {
+    let name = layer.name();
+    let content_digest = hash_content.then(ContentDigest::default);
+    let hashed = |tar: Box<dyn Read + Send>| -> Box<dyn Read + Send> {
+        match &content_digest {
+            Some(slot) => Box::new(DigestingReader::new(tar, Arc::clone(slot))),
+            None => tar,
+        }
+    };
+    let reader = match layer.blob {
         // Opening reads the first bytes (to sniff the compression), which
         // may not have arrived: open on the read-ahead thread instead, so
         // the flattener goes on with the layers before.
         BlobLocation::Downloading(_) => {
-            Box::new(OpenOnRead::Pending(layer.clone(), progress.clone()))
+            let pending = OpenOnRead::Pending(layer.clone(), progress.clone());
+            let inflated = ReadAhead::with_depth(Box::new(pending), depth);
+            hashed(verify_diff_id(
+                Box::new(inflated),
+                layer.diff_id.clone(),
+                &name,
+            ))
         }
-        _ => open_counted(layer, progress.clone())?,
+        _ => match open_counted(layer, progress.clone())? {
+            (tar, Compression::None) => {
+                let diff_id = layer
+                    .diff_id
+                    .clone()
+                    .filter(|diff_id| Some(diff_id) != layer.digest.as_ref());
+                let tar = hashed(verify_diff_id(tar, diff_id, &name));
+                Box::new(ReadAhead::with_depth(tar, depth))
+            }
+            (tar, _) => {
+                let inflated = ReadAhead::with_depth(tar, depth);
+                hashed(verify_diff_id(
+                    Box::new(inflated),
+                    layer.diff_id.clone(),
+                    &name,
+                ))
+            }
+        },
     };
-    let inflated = ReadAhead::with_depth(tar, depth);
-    Ok(verify_diff_id(
-        Box::new(inflated),
-        layer.diff_id.clone(),
-        &layer.name(),
-    ))
+    Ok(OpenedLayer {
+        reader,
+        content_digest,
+    })
 }
 
-/// The layer's verified tar stream, its stored bytes counted for `progress`.
-fn open_counted(layer: &LayerRef, progress: Progress) -> Result<Box<dyn Read + Send>, SourceError> {
+/// The layer's verified tar stream, its stored bytes counted for
+/// `progress`, with the compression it was stored with.
+fn open_counted(
+    layer: &LayerRef,
+    progress: Progress,
+) -> Result<(Box<dyn Read + Send>, Compression), SourceError> {
     let index = layer.index + 1;
     layer
         .open_unverified_tar_through(move |raw| Box::new(ProgressReader::new(raw, progress, index)))
@@ -65,7 +117,7 @@ impl Read for OpenOnRead {
             match self {
                 OpenOnRead::Open(tar) => return tar.read(buf),
                 OpenOnRead::Pending(layer, progress) => {
-                    let tar =
+                    let (tar, _) =
                         open_counted(layer, progress.clone()).map_err(std::io::Error::other)?;
                     *self = OpenOnRead::Open(tar);
                 }
@@ -76,7 +128,7 @@ impl Read for OpenOnRead {
 
 /// Inflated bytes buffered between the layer threads and the flattener,
 /// all layers together: this bounds memory whatever the image.
-pub(super) const READ_AHEAD_BUDGET: usize = 64 << 20;
+pub(super) const READ_AHEAD_BUDGET: usize = 16 << 20;
 
 /// How many layers beyond the current one inflate at once: one per spare
 /// core, at least one (so the next layer starts while this one finishes).
@@ -122,16 +174,32 @@ impl<R: Read> Read for ProgressReader<R> {
     }
 }
 
-/// Hashes what passes through, when asked to.
-pub(super) struct HashingReader<R> {
-    pub(super) inner: R,
-    pub(super) hasher: Option<Sha256>,
+/// Hashes what passes through into its [`ContentDigest`] at the end.
+struct DigestingReader<R> {
+    inner: R,
+    hasher: Option<blake3::Hasher>,
+    digest: ContentDigest,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R> DigestingReader<R> {
+    fn new(inner: R, digest: ContentDigest) -> Self {
+        Self {
+            inner,
+            hasher: Some(blake3::Hasher::new()),
+            digest,
+        }
+    }
+}
+
+impl<R: Read> Read for DigestingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(hasher) = &mut self.hasher {
+        if n == 0 && !buf.is_empty() {
+            if let Some(hasher) = self.hasher.take() {
+                // Set only here, once: a second end cannot change it.
+                let _ = self.digest.set(hasher.finalize().into());
+            }
+        } else if let Some(hasher) = &mut self.hasher {
             hasher.update(&buf[..n]);
         }
         Ok(n)

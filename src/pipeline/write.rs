@@ -6,10 +6,8 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use super::ids::{creation_time, FilesystemIds};
-use super::layers::{layers_ahead, open_layer, HashingReader, READ_AHEAD_BUDGET};
+use super::layers::{layers_ahead, open_layer, READ_AHEAD_BUDGET};
 use super::progress::{Progress, ProgressEvent};
 use crate::ext4::builder::{BuildError, ImageBuilder, ImageSummary, Options as Ext4Options};
 use crate::ext4::tree::Metadata;
@@ -222,28 +220,31 @@ fn write_image(
     for layer in &image.layers {
         while opened.len() <= ahead {
             match to_open.next() {
-                Some(next) => {
-                    opened.push_back(open_layer(next, image.layers.len(), depth, progress)?)
-                }
+                Some(next) => opened.push_back(open_layer(
+                    next,
+                    image.layers.len(),
+                    depth,
+                    progress,
+                    next.digest.is_none() && next.diff_id.is_none(),
+                )?),
                 None => break,
             }
         }
-        let Some(reader) = opened.pop_front() else {
+        let Some(mut opened_layer) = opened.pop_front() else {
             break;
         };
         progress.report(ProgressEvent::Applying {
             index: layer.index + 1,
             count: image.layers.len(),
         });
-        let mut reader = HashingReader {
-            inner: reader,
-            hasher: (layer.digest.is_none() && layer.diff_id.is_none()).then(Sha256::new),
-        };
         flattener
-            .apply_layer(&flatten_label(layer), &mut reader)
+            .apply_layer(&flatten_label(layer), &mut opened_layer.reader)
             .map_err(stream_or_flatten_error)?;
-        if let Some(hasher) = reader.hasher {
-            content_digests.push(hasher.finalize());
+        if let Some(digest) = opened_layer.content_digest {
+            let digest = digest
+                .get()
+                .expect("the flattener reads every layer to its end, which sets its digest");
+            content_digests.push(*digest);
         }
     }
     progress.report(ProgressEvent::Finishing);
@@ -367,6 +368,7 @@ pub fn check_output_path(output: &Path, source: &ImageSource) -> Result<(), Root
 mod tests {
     use super::*;
     use crate::reference::Digest;
+    use sha2::{Digest as _, Sha256};
 
     /// An image of `tars` (lowest first) with the given diff_ids.
     fn image_of_layers(tars: Vec<(Vec<u8>, Digest)>) -> ResolvedImage {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::growing::GrowingBlob;
 use super::{OneShotReader, SourceError};
-use crate::layer::{self, VerifyingReader};
+use crate::layer::{self, Compression, VerifyingReader};
 use crate::reference::Digest;
 
 /// Where a layer blob's bytes are.
@@ -97,15 +97,16 @@ impl LayerRef {
     /// tar's diff_id: the caller checks that (with [`layer::verify_diff_id`]),
     /// on another thread than the decompression if it likes.
     pub fn open_unverified_tar(&self) -> Result<Box<dyn Read + Send>, SourceError> {
-        self.open_unverified_tar_through(|raw| raw)
+        Ok(self.open_unverified_tar_through(|raw| raw)?.0)
     }
 
     /// [`Self::open_unverified_tar`] with the stored bytes passed through
-    /// `through` before they are verified and decompressed, e.g. to count them.
+    /// `through` before they are verified and decompressed, e.g. to count them;
+    /// returned with the compression the blob was found to have.
     pub fn open_unverified_tar_through(
         &self,
         through: impl FnOnce(Box<dyn Read + Send>) -> Box<dyn Read + Send>,
-    ) -> Result<Box<dyn Read + Send>, SourceError> {
+    ) -> Result<(Box<dyn Read + Send>, Compression), SourceError> {
         let name = self.name();
         let io_err = SourceError::io;
         let raw: Box<dyn Read + Send> = match &self.blob {
