@@ -107,7 +107,14 @@ impl BackgroundWriter {
     pub(crate) fn submit(&mut self, buffer: Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
         self.check()?;
         let jobs = self.jobs.as_ref().expect("jobs close only on drop");
-        if jobs.send(Job { buffer, len, offset }).is_err() {
+        if jobs
+            .send(Job {
+                buffer,
+                len,
+                offset,
+            })
+            .is_err()
+        {
             return Err(self.thread_gone());
         }
         self.in_flight += 1;
