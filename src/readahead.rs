@@ -6,7 +6,7 @@
 //! at most [`CHUNKS`] chunks of [`CHUNK`] bytes are in flight per layer.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread;
 
 /// Bytes per chunk handed across.
@@ -18,6 +18,9 @@ const CHUNKS: usize = 4;
 #[derive(Debug)]
 pub struct ReadAhead {
     chunks: Receiver<io::Result<Vec<u8>>>,
+    /// Chunks read out, back to the thread to be filled again: a new chunk
+    /// would cost an allocation and a memset of a MiB each.
+    spent: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
     done: bool,
@@ -33,8 +36,16 @@ impl ReadAhead {
     /// chunks (of 1 MiB) ahead of the consumer.
     pub fn with_depth(mut inner: Box<dyn Read + Send>, chunks: usize) -> Self {
         let (tx, rx) = mpsc::sync_channel(chunks.max(1));
+        let (spent, recycled) = mpsc::sync_channel::<Vec<u8>>(2);
         thread::spawn(move || loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = match recycled.try_recv() {
+                // Its bytes are overwritten before they are sent again.
+                Ok(mut chunk) => {
+                    chunk.resize(CHUNK, 0);
+                    chunk
+                }
+                Err(_) => vec![0u8; CHUNK],
+            };
             let mut filled = 0;
             let result = loop {
                 match inner.read(&mut chunk[filled..]) {
@@ -63,6 +74,7 @@ impl ReadAhead {
         });
         Self {
             chunks: rx,
+            spent,
             current: Vec::new(),
             pos: 0,
             done: false,
@@ -79,7 +91,11 @@ impl Read for ReadAhead {
             match self.chunks.recv() {
                 Ok(Ok(chunk)) => {
                     self.done = chunk.len() < CHUNK;
-                    self.current = chunk;
+                    let spent = std::mem::replace(&mut self.current, chunk);
+                    if spent.capacity() == CHUNK {
+                        // Dropped instead when the thread has enough.
+                        let _ = self.spent.try_send(spent);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
