@@ -10,12 +10,15 @@
 //!     output discarded: the least work any tool must do.
 //! Then a cold pull from a loopback `docker-registry`: (f) `banger rootfs
 //! REF` with an empty cache against (e) `skopeo copy` of the same image to
-//! an `oci:` directory, the download alone.
+//! an `oci:` directory, the download alone. Then many small files, an npm
+//! `node_modules` tree: (g) `banger rootfs tar:` against (h) `mkfs.ext4 -d`
+//! and (i) hcsshim's `tar2ext4`, when `TAR2EXT4` names its binary.
 //! Then the peak memory of (a) on an image whose only file is 4 GiB, and
 //! per entry on trees of 300 000 directories and 10^6 files (`entries`).
 //!
 //! Usage: `scripts/bench [--runs N] [--out DIR] [--svg FILE] [--skip-big]
-//! [--skip-entries] [--skip-cold-pull] [--only-entries]`.
+//! [--skip-entries] [--skip-cold-pull] [--skip-small-files] [--only-entries]
+//! [--only-small-files]`.
 
 mod chart;
 mod cold_pull;
@@ -23,6 +26,7 @@ mod entries;
 mod layout;
 mod measure;
 mod seed;
+mod small_files;
 
 use std::env;
 use std::fs::{self, File};
@@ -59,6 +63,10 @@ struct Args {
     only_entries: bool,
     /// Time a cold pull from a loopback registry.
     cold_pull: bool,
+    /// Time the npm node_modules tree.
+    small_files: bool,
+    /// Only that.
+    only_small_files: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -71,6 +79,8 @@ fn parse_args() -> Result<Args, String> {
         entries: true,
         only_entries: false,
         cold_pull: true,
+        small_files: true,
+        only_small_files: false,
     };
     let mut it = env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -90,11 +100,14 @@ fn parse_args() -> Result<Args, String> {
             "--skip-entries" => args.entries = false,
             "--skip-cold-pull" => args.cold_pull = false,
             "--only-entries" => args.only_entries = true,
+            "--skip-small-files" => args.small_files = false,
+            "--only-small-files" => args.only_small_files = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: banger-bench [--runs N (5)] [--out DIR (target/bench)] \
                      [--svg FILE (docs/bench.svg)] [--skip-big] [--skip-entries] [--skip-cold-pull] \
-                     [--only-entries]"
+                     [--skip-small-files] [--only-entries] [--only-small-files]; \
+                     TAR2EXT4=PATH adds hcsshim's tar2ext4 to the small-files rows"
                         .into(),
                 )
             }
@@ -235,7 +248,7 @@ fn seed_pipeline(
 }
 
 /// `e2fsck -fn`: a clean image prints its version, five passes and a summary.
-fn fsck(image: &Path) -> io::Result<(bool, String)> {
+pub(crate) fn fsck(image: &Path) -> io::Result<(bool, String)> {
     let out = Command::new("e2fsck").arg("-fn").arg(image).output()?;
     let text = format!(
         "{}{}",
@@ -287,6 +300,12 @@ fn run(args: &Args) -> io::Result<()> {
     if args.only_entries {
         let (baseline, runs) = entries::measure(&banger, &out)?;
         print_entries(baseline, &runs);
+        return Ok(());
+    }
+    let tar2ext4 = small_files::tar2ext4_binary()?;
+    if args.only_small_files {
+        let measured = small_files::measure(&banger, tar2ext4.as_deref(), &out, args.runs)?;
+        measured.print();
         return Ok(());
     }
 
@@ -358,6 +377,22 @@ fn run(args: &Args) -> io::Result<()> {
             Some(cold_pull::measure(&banger, &layout, &out, args.runs)?)
         }
     };
+    let small = match (args.small_files, small_files::missing_tools()) {
+        (false, _) => None,
+        (true, Some(why)) => {
+            eprintln!("bench: skipping the node_modules rows: {why}");
+            None
+        }
+        (true, None) => {
+            eprintln!("bench: many small files (an npm node_modules tree)");
+            Some(small_files::measure(
+                &banger,
+                tar2ext4.as_deref(),
+                &out,
+                args.runs,
+            )?)
+        }
+    };
     let memory = if args.entries {
         eprintln!("bench: memory per entry (300 000 directories, 10^6 files)");
         Some(entries::measure(&banger, &out)?)
@@ -423,6 +458,7 @@ fn run(args: &Args) -> io::Result<()> {
         "b_image": {"apparent_bytes": seed_apparent, "allocated_bytes": seed_allocated},
         "big_file": big,
         "cold_pull": cold.as_ref().map(cold_pull::ColdPull::to_json),
+        "small_files": small.as_ref().map(small_files::SmallFiles::to_json),
         "memory_per_entry": memory.as_ref().map(|(baseline, runs)| entries::to_json(*baseline, runs)),
     });
     fs::write(
@@ -455,10 +491,24 @@ fn run(args: &Args) -> io::Result<()> {
             colour: "#1f4e79",
         });
     }
+    if let Some(small) = &small {
+        let colours = ["#2b7bb9", "#e08b3e", "#8064a2"];
+        for ((label, seconds), colour) in small.bars().into_iter().zip(colours) {
+            bars.push(Bar {
+                label,
+                seconds,
+                colour,
+            });
+        }
+    }
     let title = format!(
-        "Debian bookworm rootfs, {} gzip layers ({} MiB): median of {} runs",
+        "Debian bookworm rootfs, {} gzip layers ({} MiB){}: median of {} runs",
         layers.len(),
         compressed >> 20,
+        small.as_ref().map_or(String::new(), |s| format!(
+            "; node_modules, {} entries",
+            s.entries
+        )),
         args.runs
     );
     if let Some(parent) = args.svg.parent() {
@@ -478,6 +528,9 @@ fn run(args: &Args) -> io::Result<()> {
     }
     if let Some(cold) = &cold {
         cold.print();
+    }
+    if let Some(small) = &small {
+        small.print();
     }
     println!();
     println!(
