@@ -1171,6 +1171,54 @@ fn diff_id_mismatch_names_the_layer() {
     assert_failed(&output, &img, &["layer 2", short, "diff_id"]);
 }
 
+/// Plain tars are hashed on their read-ahead thread, and one whose diff_id
+/// is its digest only once: both checks still hold there.
+#[test]
+fn plain_layers_are_checked_against_their_diff_id_and_digest() {
+    let work = Work::new();
+    let layers = rich_layers();
+    let plain = |bad_diff_id: bool| {
+        let mut spec = ImageSpec::new(
+            "linux/amd64",
+            layers
+                .iter()
+                .map(|t| LayerSpec::from_tar(Comp::None, t.clone()))
+                .collect(),
+        );
+        spec.bad_last_diff_id = bad_diff_id;
+        spec
+    };
+    let layout = build_layout(&work.path("wrong-diff-id"), "bad", &[plain(true)]);
+    let (img, output) = work.rootfs(
+        &format!("oci:{}:bad", layout.dir.display()),
+        "d.ext4",
+        &[],
+        None,
+    );
+    let short = &layout.images[0].layer_digests[2][7..19];
+    assert_failed(&output, &img, &["layer 2", short, "diff_id"]);
+
+    // Its digest is its diff_id: a changed byte of a file's contents (the
+    // tar still parses) is the digest's to catch.
+    let layout = build_layout(&work.path("changed"), "c", &[plain(false)]);
+    let digest = &layout.images[0].layer_digests[2];
+    let blob = layout.dir.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = fs::read(&blob).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"fresh\n")
+        .expect("the top layer holds var/cache/fresh");
+    bytes[at] = b'F';
+    fs::write(&blob, bytes).unwrap();
+    let (img, output) = work.rootfs(
+        &format!("oci:{}:c", layout.dir.display()),
+        "c.ext4",
+        &[],
+        None,
+    );
+    assert_failed(&output, &img, &["layer 2", &digest[7..19]]);
+}
+
 #[test]
 fn corrupt_blob_in_an_oci_layout() {
     let work = Work::new();
