@@ -55,15 +55,40 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> InsertError {
 }
 
 impl BlobCache {
-    /// Opens (creating if needed) the cache under `cache_dir`.
+    /// Opens (creating if needed) the cache under `cache_dir`, removing the
+    /// downloads a killed banger left; live ones (other pulls) are kept.
     pub fn open(cache_dir: &Path) -> io::Result<Self> {
-        let blobs = cache_dir.join("oci").join("blobs").join("sha256");
-        let locks = cache_dir.join("oci").join("locks");
-        fs::create_dir_all(&blobs)?;
-        fs::create_dir_all(&locks)?;
-        // Downloads a killed banger left; live ones (other pulls) are kept.
-        crate::cleanup::sweep_dead_owners(&blobs, TEMP_PREFIX, "")?;
-        Ok(BlobCache { blobs, locks })
+        let cache = Self::open_unswept(cache_dir)?;
+        cache.sweep()?;
+        Ok(cache)
+    }
+
+    /// Opens (creating if needed) the cache under `cache_dir` and leaves what
+    /// killed bangers left for the caller to list or [`BlobCache::sweep`].
+    pub fn open_unswept(cache_dir: &Path) -> io::Result<Self> {
+        let cache = Self::at(cache_dir);
+        fs::create_dir_all(&cache.blobs)?;
+        fs::create_dir_all(&cache.locks)?;
+        Ok(cache)
+    }
+
+    /// The cache under `cache_dir` as it is, created or changed in no way
+    /// (for a dry run: its directories may not exist).
+    pub fn at(cache_dir: &Path) -> Self {
+        BlobCache {
+            blobs: cache_dir.join("oci").join("blobs").join("sha256"),
+            locks: cache_dir.join("oci").join("locks"),
+        }
+    }
+
+    /// The temp files of downloads whose banger is gone (killed, crashed).
+    pub fn dead_downloads(&self) -> io::Result<Vec<PathBuf>> {
+        crate::cleanup::dead_owners(&self.blobs, TEMP_PREFIX, "")
+    }
+
+    /// Removes [`BlobCache::dead_downloads`], returning what it removed.
+    pub fn sweep(&self) -> io::Result<Vec<PathBuf>> {
+        crate::cleanup::sweep_dead_owners(&self.blobs, TEMP_PREFIX, "")
     }
 
     /// Where the blob with `digest` lives (whether or not it is cached).

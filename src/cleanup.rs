@@ -74,34 +74,43 @@ pub fn temp_name(prefix: &str, suffix: &str) -> String {
     format!("{prefix}{}-{unique}{suffix}", std::process::id())
 }
 
-/// Removes entries of `dir` named `{prefix}{pid}-…{suffix}` whose process
-/// no longer exists (left by a SIGKILL or a crash). Entries of live
-/// processes, this one included, and names of another form are kept.
-/// Returns how many were removed.
-pub fn sweep_dead_owners(dir: &Path, prefix: &str, suffix: &str) -> io::Result<usize> {
-    let mut removed = 0;
+/// Entries of `dir` named `{prefix}{pid}-…{suffix}` whose process no
+/// longer exists (left by a SIGKILL or a crash), without touching them:
+/// what [`sweep_dead_owners`] would remove. Entries of live processes, this
+/// one included, and names of another form are not listed.
+pub fn dead_owners(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut dead = Vec::new();
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| owner_pid(n, prefix, suffix)) else {
             continue;
         };
-        if process_exists(pid) {
-            continue;
+        if !process_exists(pid) {
+            dead.push(entry.path());
         }
-        let path = entry.path();
-        let result = if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
+    }
+    dead.sort();
+    Ok(dead)
+}
+
+/// Removes what [`dead_owners`] lists. Returns the paths it removed (one
+/// another banger swept first is not among them).
+pub fn sweep_dead_owners(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for path in dead_owners(dir, prefix, suffix)? {
+        let result = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) => Err(e),
         };
         match result {
-            Ok(()) => removed += 1,
+            Ok(()) => removed.push(path),
             // Another banger swept it first.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -159,9 +168,14 @@ mod tests {
             fs::write(dir.path().join(name), b"x").unwrap();
         }
         fs::create_dir(dir.path().join(format!(".banger-{dead}-1.tmp"))).unwrap();
+        let dead = [
+            dir.path().join(format!(".banger-{dead}-0.tmp")),
+            dir.path().join(format!(".banger-{dead}-1.tmp")),
+        ];
+        assert_eq!(dead_owners(dir.path(), ".banger-", ".tmp").unwrap(), dead);
         assert_eq!(
             sweep_dead_owners(dir.path(), ".banger-", ".tmp").unwrap(),
-            2
+            dead
         );
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()

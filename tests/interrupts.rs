@@ -201,6 +201,95 @@ fn an_interrupted_download_leaves_no_temporary_blob() {
 }
 
 #[test]
+fn cache_prune_sweeps_a_killed_download_and_its_dry_run_only_lists_it() {
+    let work = Work::new();
+    let Some((_registry, reference)) = registry_with_image(
+        &work,
+        "cache_prune_sweeps_a_killed_download_and_its_dry_run_only_lists_it",
+    ) else {
+        return;
+    };
+    let blobs = work.path("cache/oci/blobs/sha256");
+    let output = work.path("rootfs.ext4");
+    let args = rootfs_args(&reference, &output);
+    let (mut child, _) = work.paused_at(&args, "downloading");
+    child.kill().unwrap(); // SIGKILL: nothing can clean up
+    child.wait().unwrap();
+    let before = names(&blobs);
+    let left: Vec<&String> = before.iter().filter(|n| n.starts_with(".tmp-")).collect();
+    assert_eq!(left.len(), 1, "SIGKILL left one download: {before:?}");
+    let temp = left[0].clone();
+    assert!(
+        temp.starts_with(&format!(".tmp-{}-", child.id())),
+        "{temp} names the killed process"
+    );
+    let size = fs::metadata(blobs.join(&temp)).unwrap().len();
+
+    // A dry run lists the leftover and changes nothing.
+    let out = work
+        .command(&["cache", "prune", "--dry-run", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        dry["temporaries"],
+        serde_json::json!([{"name": temp, "size": size}]),
+        "{dry}"
+    );
+    assert_eq!(names(&blobs), before, "the dry run deleted nothing");
+    let out = work
+        .command(&["cache", "prune", "--dry-run"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "would delete {temp} ({size} bytes, a download whose banger is gone)\n"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(" and 1 temporary file, "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(names(&blobs), before, "the dry run deleted nothing");
+
+    // The real prune removes it and says so.
+    let out = work
+        .command(&["cache", "prune"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "deleted {temp} ({size} bytes, a download whose banger is gone)\n"
+        )),
+        "{stdout}"
+    );
+    let after = names(&blobs);
+    assert!(
+        !after.contains(&temp),
+        "prune swept the download: {after:?}"
+    );
+    assert!(after.iter().all(|n| !n.starts_with('.')), "{after:?}");
+}
+
+#[test]
 fn after_a_sigkill_the_next_pull_sweeps_what_was_left() {
     let work = Work::new();
     let Some((_registry, reference)) =

@@ -178,22 +178,36 @@ pub fn run_cache(command: CacheCommand) -> anyhow::Result<()> {
             .iter()
             .map(|(d, s)| json!({"digest": d, "size": s}))
             .collect();
+        let temporaries: Vec<_> = report
+            .temporaries
+            .iter()
+            .map(|(n, s)| json!({"name": n, "size": s}))
+            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"dry_run": dry_run, "bytes": report.bytes, "blobs": blobs})
-            )?
+            serde_json::to_string_pretty(&json!({
+                "dry_run": dry_run,
+                "bytes": report.bytes,
+                "blobs": blobs,
+                "temporaries": temporaries,
+            }))?
         );
         return Ok(());
     }
+    let verb = if dry_run { "would delete" } else { "deleted" };
     for (digest, size) in &report.blobs {
-        println!(
-            "{} {digest} ({size} bytes)",
-            if dry_run { "would delete" } else { "deleted" }
-        );
+        println!("{verb} {digest} ({size} bytes)");
     }
+    for (name, size) in &report.temporaries {
+        println!("{verb} {name} ({size} bytes, a download whose banger is gone)");
+    }
+    let temporaries = match report.temporaries.len() {
+        0 => String::new(),
+        1 => " and 1 temporary file".to_string(),
+        n => format!(" and {n} temporary files"),
+    };
     eprintln!(
-        "{} {} blobs, {} MiB",
+        "{} {} blobs{temporaries}, {} MiB",
         if dry_run { "would free" } else { "freed" },
         report.blobs.len(),
         report.bytes >> 20

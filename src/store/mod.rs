@@ -49,7 +49,7 @@ pub mod layout;
 pub mod pull;
 pub mod reconcile;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -217,7 +217,10 @@ pub struct Store {
 pub struct PruneReport {
     /// Unreferenced blobs and their sizes.
     pub blobs: Vec<(String, u64)>,
-    /// Total bytes.
+    /// Temp files of downloads whose banger is gone (`.tmp-PID-…` in the
+    /// blob directory), by file name, and their sizes.
+    pub temporaries: Vec<(String, u64)>,
+    /// Total bytes, blobs and temp files.
     pub bytes: u64,
 }
 
@@ -428,14 +431,47 @@ impl Store {
     }
 
     /// Deletes (or with `dry_run` only lists) every blob in the cache under
-    /// `cache_dir` that no image or kernel record references.
+    /// `cache_dir` that no image or kernel record references, and the temp
+    /// files of downloads whose banger is gone. A dry run changes nothing in
+    /// the cache.
     pub fn prune_cache(&self, cache_dir: &Path, dry_run: bool) -> Result<PruneReport, StoreError> {
         let keep: BTreeSet<String> = self.db.referenced_blobs()?;
-        let cache = BlobCache::open(cache_dir)
-            .map_err(io_err(format!("opening the cache {}", cache_dir.display())))?;
+        let opening = || format!("opening the cache {}", cache_dir.display());
+        let cache = if dry_run {
+            BlobCache::at(cache_dir)
+        } else {
+            BlobCache::open_unswept(cache_dir).map_err(io_err(opening()))?
+        };
         let dir = cache_dir.join("oci/blobs/sha256");
         let mut report = PruneReport::default();
-        let entries = fs::read_dir(&dir).map_err(io_err(format!("listing {}", dir.display())))?;
+
+        // Downloads a killed banger left (live ones, other pulls', are not listed).
+        let dead = cache.dead_downloads().map_err(io_err(opening()))?;
+        let sizes: BTreeMap<PathBuf, u64> = dead
+            .iter()
+            .map(|p| (p.clone(), fs::symlink_metadata(p).map_or(0, |m| m.len())))
+            .collect();
+        let gone = if dry_run {
+            dead
+        } else {
+            cache.sweep().map_err(io_err(opening()))?
+        };
+        for path in gone {
+            let size = sizes.get(&path).copied().unwrap_or(0);
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            report.bytes += size;
+            report.temporaries.push((name, size));
+        }
+
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // A dry run creates nothing: a cache never used has nothing to prune.
+            Err(e) if dry_run && e.kind() == io::ErrorKind::NotFound => return Ok(report),
+            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        };
         let mut names: Vec<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
