@@ -175,29 +175,49 @@ fn registry_with_image(work: &Work, test: &str) -> Option<(TestRegistry, String)
 
 #[test]
 fn an_interrupted_download_leaves_no_temporary_blob() {
-    let work = Work::new();
+    let server = Work::new();
     let Some((_registry, reference)) =
-        registry_with_image(&work, "an_interrupted_download_leaves_no_temporary_blob")
+        registry_with_image(&server, "an_interrupted_download_leaves_no_temporary_blob")
     else {
         return;
     };
-    let blobs = work.path("cache/oci/blobs/sha256");
-    let output = work.path("rootfs.ext4");
-    let args = rootfs_args(&reference, &output);
-    let (mut child, _) = work.paused_at(&args, "downloading");
-    assert!(
-        names(&blobs).iter().any(|n| n.starts_with(".tmp-")),
-        "a download is in progress: {:?}",
-        names(&blobs)
-    );
-    send(&child, libc::SIGINT);
-    assert_eq!(child.wait().unwrap().code(), Some(130));
-    let temporaries: Vec<String> = names(&blobs)
-        .into_iter()
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert_eq!(temporaries, Vec::<String>::new());
-    assert!(!output.exists());
+    for (signal, name) in [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        // A fresh cache each time: the download starts from nothing.
+        let work = Work::new();
+        let blobs = work.path("cache/oci/blobs/sha256");
+        let output = work.path("rootfs.ext4");
+        let args = rootfs_args(&reference, &output);
+        let (mut child, stderr) = work.paused_at(&args, "downloading");
+        assert!(
+            names(&blobs).iter().any(|n| n.starts_with(".tmp-")),
+            "{name}: a download is in progress: {:?}",
+            names(&blobs)
+        );
+        send(&child, signal);
+        assert_eq!(child.wait().unwrap().code(), Some(128 + signal), "{name}");
+        let stderr = stderr.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            stderr.contains(&format!(
+                "interrupted by {name}; removed the files being written"
+            )),
+            "{name}: {stderr}"
+        );
+        let temporaries: Vec<String> = names(&blobs)
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert_eq!(temporaries, Vec::<String>::new(), "{name} left files");
+        assert!(!output.exists(), "{name}");
+        let hidden: Vec<String> = names(work.dir.path())
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert_eq!(hidden, Vec::<String>::new(), "{name} left files");
+    }
 }
 
 #[test]
