@@ -337,6 +337,14 @@ fn catalog_entries_pull_their_image_and_kernel_artifact() {
     env.ok(&["image", "pull", "tiny-1.0", "--modules", "none"]);
     let shown = env.json(&["image", "show", "tiny-1.0", "--json"]);
     assert_eq!(shown["managed"], true);
+    // The human form says what `managed` means, under the source.
+    let (human, _) = env.ok(&["image", "show", "tiny-1.0"]);
+    assert!(
+        human.starts_with(&format!(
+            "name        tiny-1.0\nsource      {tiny}\n            (a catalog image: `banger image pull` can update it)\ndigest      "
+        )),
+        "{human}"
+    );
     assert_eq!(shown["kernel"], "k61");
     let read = |key: &str| std::fs::read(shown[key].as_str().unwrap()).unwrap();
     assert_eq!(read("vmlinux"), VMLINUX);
