@@ -708,6 +708,42 @@ k1                   6.1.0-test               no      no       (imported from fi
         shown["created_at"].as_str().unwrap(),
         "TZ=UTC: local is UTC"
     );
+    // Under another zone the same instant reads in local time with its
+    // offset: a POSIX TZ (no tzdata needed), UTC+5:30, as GNU date prints
+    // the JSON's Unix time (which is the JSON's UTC `created_at`).
+    let created = shown["created"].as_i64().unwrap();
+    let date = |tz: &str, format: &str| {
+        let out = Command::new("date")
+            .arg(format!("--date=@{created}"))
+            .arg(format)
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(
+        date("UTC0", "+%Y-%m-%dT%H:%M:%SZ"),
+        shown["created_at"].as_str().unwrap()
+    );
+    let expected = date("IST-5:30", "--rfc-3339=seconds").replacen(' ', "T", 1);
+    assert!(expected.ends_with("+05:30"), "{expected}");
+    let out = env
+        .command(&["image", "show", "bb"])
+        .env("TZ", "IST-5:30")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let local = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        local.contains(&format!("\npulled      {expected}\n")),
+        "TZ=IST-5:30: pulled at {expected}:\n{local}"
+    );
+    assert_eq!(
+        local.replace(&expected, &pulled),
+        human,
+        "only the time differs"
+    );
     let human = human.replace(&pulled, "<created_at>");
     assert_eq!(
         normalised(&env, &human, &shown),
