@@ -398,6 +398,28 @@ lrwxrwxrwx 0/0               0 {t} ./short -> d/f
         .unwrap();
     assert!(status.success());
     assert!(fs::read(extracted.join("sparse")).unwrap() == sparse_contents());
+    // And the export is sparse, not 1 MiB of zeros GNU tar would write out:
+    // the extracted file has its 4 KiB of data allocated, not 1 MiB (a dense
+    // entry is extracted dense), and the whole tar is smaller than the file.
+    let stat = Command::new("stat")
+        .args(["--format=%b %B %s"])
+        .arg(extracted.join("sparse"))
+        .output()
+        .unwrap();
+    assert!(stat.status.success());
+    let stat = String::from_utf8(stat.stdout).unwrap();
+    let fields: Vec<u64> = stat
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let (allocated, apparent) = (fields[0] * fields[1], fields[2]);
+    assert_eq!(apparent, 1 << 20, "{stat}");
+    assert!(
+        allocated <= 64 << 10,
+        "GNU tar extracted {allocated} bytes allocated for a 4 KiB-data sparse file: {stat}"
+    );
+    let tar_size = fs::metadata(&exported).unwrap().len();
+    assert!(tar_size < 1 << 20, "the export is {tar_size} bytes");
 
     // Re-imported, the tar gives the same tree: the same listing, and the
     // same metadata, xattrs and data as the kernel reads the original.
