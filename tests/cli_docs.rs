@@ -95,6 +95,67 @@ fn fish_completes_subcommands() {
     );
 }
 
+/// Set-up for the interactive zsh [`ZSH_DRIVER`] runs: compsys with the
+/// generated `_banger` first on fpath, and a `compadd` that appends what it
+/// adds to `$BANGER_MATCHES` (calls that only query, with -O/-A/-D, are
+/// passed through unrecorded).
+const ZSH_INIT: &str = r#"PS1='<ready>' RPROMPT=''
+fpath=($BANGER_FPATH $fpath)
+autoload -U compinit && compinit -u -D
+compadd() {
+  if (( ! ${@[(I)-[OAD]]} )); then
+    local -a matches
+    builtin compadd -O matches "$@"
+    print -rl -- $matches >> $BANGER_MATCHES
+  fi
+  builtin compadd "$@"
+}
+"#;
+
+/// Drives an interactive `zsh -f -i` on a pseudo-terminal (the zpty
+/// module): sources the set-up file `$1`, waits for its prompt (typed-ahead
+/// input sent earlier can be lost), types `$2` and a Tab, then clears the
+/// line and waits for a marker the echo of the command cannot match.
+const ZSH_DRIVER: &str = r#"zmodload zsh/zpty || exit 3
+zpty z zsh -f -i
+zpty -w z "source ${(q)1}"
+zpty -r z _ '*<ready>*'
+zpty -w -n z "$2"$'	'
+zpty -w -n z $''
+zpty -w z 'print -- __do""ne__'
+zpty -r z _ '*__done__*'
+zpty -w z exit
+zpty -d z
+"#;
+
+#[test]
+fn zsh_completes_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let fpath = dir.path().join("functions");
+    std::fs::create_dir(&fpath).unwrap();
+    std::fs::write(fpath.join("_banger"), banger(&["completions", "zsh"])).unwrap();
+    let init = dir.path().join("init.zsh");
+    std::fs::write(&init, ZSH_INIT).unwrap();
+    let matches = dir.path().join("matches");
+    std::fs::write(&matches, "").unwrap();
+    let out = Command::new("timeout")
+        .args(["60", "zsh", "-f", "-c", ZSH_DRIVER, "zsh"])
+        .arg(&init)
+        .arg("banger image l")
+        .env("BANGER_FPATH", &fpath)
+        .env("BANGER_MATCHES", &matches)
+        .stdin(Stdio::null())
+        .output()
+        .expect("zsh (scripts/install-test-deps installs it)");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&matches).unwrap(), "list\nls\n");
+}
+
 #[test]
 fn zsh_parses_its_completions() {
     let script = banger(&["completions", "zsh"]);
