@@ -10,15 +10,13 @@ use crate::alloc::{BlockAllocator, Run, SuperblockAreas};
 use crate::dir::{HashParams, HashVersion};
 use crate::error::io_error;
 use crate::extent;
-use crate::geometry::{Demand, Geometry, GeometryError};
+use crate::geometry::{Demand, Geometry};
 use crate::plan::dirs::DirEncoder;
 use crate::plan::inodes::{plan_inodes, Body};
 use crate::plan::layout::allocate_fixed;
 use crate::plan::numbering::InodeMap;
 use crate::plan::placed_of;
-use crate::spec::{
-    group_has_super, BLOCKS_PER_GROUP, BLOCK_SIZE, DESCS_PER_BLOCK, EXT4_JOURNAL_INO,
-};
+use crate::spec::{group_has_super, BLOCKS_PER_GROUP, BLOCK_SIZE, EXT4_JOURNAL_INO};
 use crate::tree::Tree;
 use crate::write::bitmap::UsedBlocks;
 use crate::write::data::DataWriter;
@@ -76,22 +74,10 @@ impl ImageBuilder {
     pub fn new(image: File, options: Options) -> Result<Self, BuildError> {
         // Refused before any data is placed: the descriptor reservation,
         // which fixes where data goes, follows from this size.
-        let max_bytes = options.size.unwrap_or(options.max_size);
-        if max_bytes > crate::geometry::MAX_SIZE {
-            return Err(GeometryError::TooLarge {
-                bytes: max_bytes,
-                max: crate::geometry::MAX_SIZE,
-            }
-            .into());
-        }
+        let areas = crate::geometry::reservation_for(options.size.unwrap_or(options.max_size))?;
         image
             .set_len(0)
             .map_err(io_error("truncating the image file"))?;
-        let max_blocks = max_bytes.max(1) / BLOCK_SIZE;
-        let max_groups = max_blocks.div_ceil(BLOCKS_PER_GROUP);
-        let areas = SuperblockAreas {
-            gdt_reserve: max_groups.div_ceil(DESCS_PER_BLOCK).max(1),
-        };
         // File data streams in before the total is known, so it is not held
         // to an explicit size: `finish` plans the geometry with everything
         // counted and, if the size is too small, names what it must be.

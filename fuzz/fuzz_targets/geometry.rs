@@ -2,14 +2,17 @@
 //! `--size` values through the formatter's geometry planner, reserving
 //! descriptors as the builder does. Either a geometry that keeps every
 //! superblock invariant the kernel and e2fsck check, or a typed error;
-//! never a panic, never an overflowed field.
+//! never a panic, never an overflowed field. Sizes past the largest (192
+//! TiB) are refused by the builder's reservation and by the planner, with
+//! a `TooLarge` naming the size asked for and the largest.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use banger_ext4::alloc::{BlockAllocator, SuperblockAreas};
+use banger_ext4::alloc::BlockAllocator;
 use banger_ext4::builder::DEFAULT_MAX_SIZE;
 use banger_ext4::geometry::{
-    Demand, GeometryError, MAX_GROUPS, MAX_INODES, MAX_INODES_PER_GROUP, MAX_SIZE,
+    reservation_for, Demand, GeometryError, MAX_GROUPS, MAX_INODES, MAX_INODES_PER_GROUP,
+    MAX_SIZE,
 };
 use banger_ext4::spec::{BLOCKS_PER_GROUP, BLOCK_SIZE, DESCS_PER_BLOCK, INODES_PER_BLOCK};
 use libfuzzer_sys::fuzz_target;
@@ -31,17 +34,39 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let size = input.size.map(|s| if input.small { s % (4 << 30) } else { s });
-    // As ImageBuilder::new: sizes past the largest are refused up front,
-    // and the descriptor reservation follows the size (or the default cap).
+    // As ImageBuilder::new: the descriptor reservation follows the size (or
+    // the default cap), and sizes past the largest are refused up front.
     let max_bytes = size.unwrap_or(DEFAULT_MAX_SIZE);
-    if max_bytes > MAX_SIZE {
-        return;
-    }
-    let areas = SuperblockAreas {
-        gdt_reserve: (max_bytes.max(1) / BLOCK_SIZE)
-            .div_ceil(BLOCKS_PER_GROUP)
-            .div_ceil(DESCS_PER_BLOCK)
-            .max(1),
+    let areas = match reservation_for(max_bytes) {
+        Ok(areas) => {
+            assert!(max_bytes <= MAX_SIZE, "{max_bytes}: {areas:?}");
+            areas
+        }
+        Err(e) => {
+            let too_large = GeometryError::TooLarge {
+                bytes: max_bytes,
+                max: MAX_SIZE,
+            };
+            assert_eq!(e, too_large);
+            assert!(max_bytes > MAX_SIZE, "{e}");
+            let message = e.to_string();
+            assert!(
+                message.contains(&max_bytes.to_string()) && message.contains(&MAX_SIZE.to_string()),
+                "{message}"
+            );
+            // The planner, even with the largest reservation, refuses such a
+            // size too: never a geometry for it.
+            let areas = reservation_for(MAX_SIZE).expect("the largest size has a reservation");
+            let alloc = BlockAllocator::new(areas, u64::MAX);
+            let demand = Demand {
+                allocator: &alloc,
+                used_inodes: input.used_inodes % (MAX_INODES + 2),
+                pending_blocks: u64::from(input.pending_blocks),
+                journal_tree_blocks: |_| 0,
+            };
+            assert_eq!(demand.plan(size, areas), Err(too_large));
+            return;
+        }
     };
     let mut alloc = BlockAllocator::new(areas, u64::MAX);
     if input.data_blocks > 0 && alloc.alloc_many(u64::from(input.data_blocks)).is_err() {
@@ -79,7 +104,17 @@ fuzz_target!(|input: Input| {
             assert!(needed > requested, "{needed} <= {requested}");
         }
         Err(GeometryError::TooLarge { bytes, max }) => {
-            assert!(bytes > max || max < MAX_SIZE, "{bytes} {max}");
+            // Sizes past the largest were refused above. What is left: content
+            // that alone needs more than the largest size, or the default
+            // sizing (1.5 × the content) outgrowing the default reservation;
+            // a given size reserves descriptors for itself. Either way the
+            // error names a size past the limit it names.
+            let reserved = areas.gdt_reserve * DESCS_PER_BLOCK * BLOCKS_PER_GROUP * BLOCK_SIZE;
+            assert!(
+                max == MAX_SIZE || (size.is_none() && max == reserved),
+                "{bytes} {max} for {size:?} {areas:?}"
+            );
+            assert!(bytes > max, "{bytes} <= {max}");
         }
         Err(GeometryError::TooManyInodes { needed }) => {
             assert_eq!(needed, used_inodes);

@@ -2,6 +2,7 @@
 //! blocks the writer took, and sizes at the edge behave.
 
 use super::*;
+use crate::geometry::GeometryError;
 use crate::tree::{DeviceNumber, FileContent, Metadata, NodeId, NodeKind, Timestamp};
 
 fn meta(permissions: u16) -> Metadata {

@@ -68,6 +68,23 @@ pub enum GeometryError {
     },
 }
 
+/// The descriptor reservation for images of at most `max_bytes`: enough
+/// descriptor blocks after each superblock for that many bytes' groups. It
+/// fixes where data goes, so it is chosen before any is placed; sizes past
+/// [`MAX_SIZE`] are refused here, naming the size.
+pub fn reservation_for(max_bytes: u64) -> Result<SuperblockAreas, GeometryError> {
+    if max_bytes > MAX_SIZE {
+        return Err(GeometryError::TooLarge {
+            bytes: max_bytes,
+            max: MAX_SIZE,
+        });
+    }
+    let max_groups = (max_bytes.max(1) / BLOCK_SIZE).div_ceil(BLOCKS_PER_GROUP);
+    Ok(SuperblockAreas {
+        gdt_reserve: max_groups.div_ceil(DESCS_PER_BLOCK).max(1),
+    })
+}
+
 /// Why [`Geometry::for_size`] found no geometry.
 enum SizeMiss {
     /// The inodes fit only with this many groups.
