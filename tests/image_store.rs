@@ -9,8 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use banger_testkit::assert_fsck_clean;
-use banger_testkit::skip::{is_root, Skip};
+use banger_testkit::{assert_fsck_clean, Tmpfs};
 use serde_json::Value;
 use support::oci::{build_layout, Comp, ImageSpec, LayerSpec};
 use support::registry::TestRegistry;
@@ -814,52 +813,6 @@ modules     none written
 }}"#
         )
     );
-}
-
-/// A tmpfs mounted on a fresh directory, unmounted on drop (a panicking test too).
-struct Tmpfs {
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`mount -o size=`), or says why not and gives `None`.
-    fn mount(size: &str, why: &str) -> Option<Self> {
-        if !is_root() {
-            Skip(format!("{why} needs root to mount a tmpfs")).report();
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -t tmpfs: {status}");
-        Some(Tmpfs { dir: Some(dir) })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else { return };
-        let umount = |lazy: bool| {
-            let mut command = Command::new("umount");
-            if lazy {
-                // A banger left running by a failed assertion keeps it busy.
-                command.arg("--lazy");
-            }
-            command.arg(dir.path()).status().is_ok_and(|s| s.success())
-        };
-        if !umount(false) && !umount(true) {
-            eprintln!("could not unmount the tmpfs at {}", dir.path().display());
-            // Removing the mount point would delete the tmpfs's contents instead.
-            std::mem::forget(dir);
-        }
-    }
 }
 
 /// Fills the filesystem holding `path` with a file there, until it is full.

@@ -25,7 +25,7 @@ pub mod trees;
 pub use content::{ContentDigest, SparseSource};
 pub use e2fsck::{assert_fsck_clean, fsck, FsckReport};
 pub use materialize::materialize;
-pub use mount::{assert_mounted_matches_tree, loop_mount_ro, loop_mount_rw, MountGuard};
+pub use mount::{assert_mounted_matches_tree, loop_mount_ro, loop_mount_rw, MountGuard, Tmpfs};
 pub use readback::{assert_image_matches_tree, image_mismatches, CompareOptions, PlacedContent};
 pub use skip::Skip;
 pub use trees::{arb_tree, sample_tree};

@@ -17,6 +17,55 @@ use crate::expect::{join, show, AclEncoding, Checker, Kind, Observed};
 use crate::readback::CompareOptions;
 use crate::skip::{is_root, system_tool, Skip};
 
+/// A tmpfs mounted on a fresh directory, unmounted on drop (a panicking test too).
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`), or says why not and
+    /// gives `None`. `why` names the test in the skip message.
+    pub fn mount(size: &str, why: &str) -> Option<Self> {
+        if !is_root() {
+            Skip(format!("{why} needs root to mount a tmpfs")).report();
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount -t tmpfs: {status}");
+        Some(Tmpfs { dir: Some(dir) })
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let umount = |lazy: bool| {
+            let mut command = Command::new("umount");
+            if lazy {
+                // A process left running by a failed assertion keeps it busy.
+                command.arg("--lazy");
+            }
+            command.arg(dir.path()).status().is_ok_and(|s| s.success())
+        };
+        if !umount(false) && !umount(true) {
+            eprintln!("could not unmount the tmpfs at {}", dir.path().display());
+            // Removing the mount point would delete the tmpfs's contents instead.
+            std::mem::forget(dir);
+        }
+    }
+}
+
 /// A loop-mounted image, unmounted (and its mount point removed) on drop.
 #[derive(Debug)]
 pub struct MountGuard {
