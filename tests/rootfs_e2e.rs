@@ -1394,6 +1394,34 @@ fn too_small_size_names_the_size_needed() {
 }
 
 #[test]
+fn a_size_past_the_largest_is_refused_and_writes_nothing() {
+    let work = Work::new();
+    let file = work.path("rootfs.tar");
+    fs::write(&file, rootfs_tar()).unwrap();
+    // 192 TiB (1 572 864 groups of 128 MiB, the most banger's descriptor
+    // table describes) is the largest; one 128 MiB group more, and far more.
+    for (size, bytes) in [
+        ("201326720M", "211106366750720"),
+        ("1024T", "1125899906842624"),
+    ] {
+        let (img, output) = work.rootfs(
+            &format!("tar:{}", file.display()),
+            "huge.ext4",
+            &["--size", size],
+            None,
+        );
+        assert_failed(
+            &output,
+            &img,
+            &[
+                bytes,
+                "exceeds the largest supported size of 211106232532992 bytes",
+            ],
+        );
+    }
+}
+
+#[test]
 fn help_mentions_every_transport() {
     let work = Work::new();
     let output = work.banger(&["rootfs", "--help"], None);
