@@ -1398,10 +1398,10 @@ fn a_size_past_the_largest_is_refused_and_writes_nothing() {
     let work = Work::new();
     let file = work.path("rootfs.tar");
     fs::write(&file, rootfs_tar()).unwrap();
-    // 192 TiB (1 572 864 groups of 128 MiB, the most banger's descriptor
-    // table describes) is the largest; one 128 MiB group more, and far more.
+    // 64 TiB (524 288 groups of 128 MiB, the largest size the tests check
+    // with e2fsck) is the largest; one 128 MiB group more, and far more.
     for (size, bytes) in [
-        ("201326720M", "211106366750720"),
+        ("67108992M", "70368878395392"),
         ("1024T", "1125899906842624"),
     ] {
         let (img, output) = work.rootfs(
@@ -1415,7 +1415,7 @@ fn a_size_past_the_largest_is_refused_and_writes_nothing() {
             &img,
             &[
                 bytes,
-                "exceeds the largest supported size of 211106232532992 bytes",
+                "exceeds the largest supported size of 70368744177664 bytes",
             ],
         );
     }

@@ -2,7 +2,7 @@
 //! `--size` values through the formatter's geometry planner, reserving
 //! descriptors as the builder does. Either a geometry that keeps every
 //! superblock invariant the kernel and e2fsck check, or a typed error;
-//! never a panic, never an overflowed field. Sizes past the largest (192
+//! never a panic, never an overflowed field. Sizes past the largest (64
 //! TiB) are refused by the builder's reservation and by the planner, with
 //! a `TooLarge` naming the size asked for and the largest.
 #![no_main]

@@ -21,8 +21,12 @@ pub const MAX_INODES: u64 = u32::MAX as u64;
 pub const MAX_GDT_BLOCKS: u64 = BLOCKS_PER_GROUP * 3 / 4;
 /// Most block groups: what [`MAX_GDT_BLOCKS`] of descriptors describe.
 pub const MAX_GROUPS: u64 = MAX_GDT_BLOCKS * DESCS_PER_BLOCK;
-/// Largest image banger writes: [`MAX_GROUPS`] whole groups, 192 TiB.
-pub const MAX_SIZE: u64 = MAX_GROUPS * BLOCKS_PER_GROUP * BLOCK_SIZE;
+/// Largest image banger writes: 64 TiB, where the inode count first
+/// reaches ext4's 2^32 and is capped, and the largest size its tests check
+/// with e2fsck. The descriptor table alone would allow [`MAX_GROUPS`] whole
+/// groups (192 TiB); sizes past 64 TiB are refused rather than written
+/// unverified.
+pub const MAX_SIZE: u64 = 64 << 40;
 
 /// The shape of a filesystem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,15 +377,17 @@ mod tests {
 
     #[test]
     fn the_largest_size_is_accepted_and_one_group_more_is_not() {
-        // 192 TiB: 1572864 groups, 24576 descriptor blocks (3/4 of a group).
-        assert_eq!(MAX_SIZE, 192 * TIB);
+        // 64 TiB: 524288 groups, 8192 descriptor blocks, well within the
+        // table's limit of 3/4 of a group (1572864 groups, 192 TiB).
+        assert_eq!(MAX_SIZE, 64 * TIB);
+        assert_eq!(MAX_GROUPS, 1_572_864);
         let areas = areas_for(MAX_SIZE);
         let alloc = BlockAllocator::new(areas, u64::MAX);
         let g = demand(&alloc, 20, 10).plan(Some(MAX_SIZE), areas).unwrap();
-        assert_eq!(g.group_count, 1_572_864);
-        assert_eq!(g.gdt_blocks, 24_576);
-        // (2^32 − 1) / 1572864 = 2730, down to a multiple of 16.
-        assert_eq!(g.inodes_per_group, 2720);
+        assert_eq!(g.group_count, 524_288);
+        assert_eq!(g.gdt_blocks, 8192);
+        // (2^32 − 1) / 524288 = 8191, down to a multiple of 16.
+        assert_eq!(g.inodes_per_group, 8176);
         assert!(g.inodes_count() <= u64::from(u32::MAX));
 
         for bytes in [MAX_SIZE + BLOCKS_PER_GROUP * BLOCK_SIZE, 1 << 62, u64::MAX] {
@@ -390,7 +396,7 @@ mod tests {
                 err,
                 GeometryError::TooLarge {
                     bytes,
-                    max: 211_106_232_532_992
+                    max: 70_368_744_177_664
                 }
             );
         }
