@@ -56,37 +56,34 @@ pub(super) fn open_layer(
             None => tar,
         }
     };
-    let reader = match layer.blob {
-        // Opening reads the first bytes (to sniff the compression), which
-        // may not have arrived: open on the read-ahead thread instead, so
-        // the flattener goes on with the layers before.
-        BlobLocation::Downloading(_) => {
-            let pending = OpenOnRead::Pending(layer.clone(), progress.clone());
-            let inflated = ReadAhead::with_depth(Box::new(pending), depth);
-            hashed(verify_diff_id(
-                Box::new(inflated),
-                layer.diff_id.clone(),
-                &name,
-            ))
+    // Opening reads the first bytes (to sniff the compression), which may
+    // not have arrived for a download: that one opens on the read-ahead
+    // thread instead, so the flattener goes on with the layers before, and
+    // is treated as compressed (as registry layers are).
+    let (tar, plain): (Box<dyn Read + Send>, bool) = match layer.blob {
+        BlobLocation::Downloading(_) => (
+            Box::new(OpenOnRead::Pending(layer.clone(), progress.clone())),
+            false,
+        ),
+        _ => {
+            let (tar, compression) = open_counted(layer, progress.clone())?;
+            (tar, compression == Compression::None)
         }
-        _ => match open_counted(layer, progress.clone())? {
-            (tar, Compression::None) => {
-                let diff_id = layer
-                    .diff_id
-                    .clone()
-                    .filter(|diff_id| Some(diff_id) != layer.digest.as_ref());
-                let tar = hashed(verify_diff_id(tar, diff_id, &name));
-                Box::new(ReadAhead::with_depth(tar, depth))
-            }
-            (tar, _) => {
-                let inflated = ReadAhead::with_depth(tar, depth);
-                hashed(verify_diff_id(
-                    Box::new(inflated),
-                    layer.diff_id.clone(),
-                    &name,
-                ))
-            }
-        },
+    };
+    let reader: Box<dyn Read + Send> = if plain {
+        let diff_id = layer
+            .diff_id
+            .clone()
+            .filter(|diff_id| Some(diff_id) != layer.digest.as_ref());
+        let tar = hashed(verify_diff_id(tar, diff_id, &name));
+        Box::new(ReadAhead::with_depth(tar, depth))
+    } else {
+        let inflated = ReadAhead::with_depth(tar, depth);
+        hashed(verify_diff_id(
+            Box::new(inflated),
+            layer.diff_id.clone(),
+            &name,
+        ))
     };
     Ok(OpenedLayer {
         reader,
