@@ -94,17 +94,6 @@ impl DataWriter {
     ) -> Result<PlacedData, DataError> {
         // A failure leaves half-read bytes in the slot: harmless, since the
         // next file's first block zeroes the slot or overwrites all of it.
-        self.store_ranges(image, alloc, reader, size, data_ranges)
-    }
-
-    fn store_ranges(
-        &mut self,
-        image: &File,
-        alloc: &mut BlockAllocator,
-        reader: &mut dyn Read,
-        size: u64,
-        data_ranges: &[Range<u64>],
-    ) -> Result<PlacedData, DataError> {
         if size > MAX_FILE_SIZE {
             return Err(DataError::FileTooLarge { size });
         }
