@@ -102,15 +102,32 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The signals banger cleans up after, with their names.
+const CLEANUP_SIGNALS: [(libc::c_int, &str); 3] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+];
+
+/// Sends `signal` to a paused banger and checks that it exits 128 + the
+/// signal, saying it removed what it was writing.
+fn interrupt(child: &mut Child, stderr: &mpsc::Receiver<String>, signal: libc::c_int, name: &str) {
+    send(child, signal);
+    assert_eq!(child.wait().unwrap().code(), Some(128 + signal), "{name}");
+    let stderr = stderr.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "interrupted by {name}; removed the files being written"
+        )),
+        "{name}: {stderr}"
+    );
+}
+
 #[test]
 fn sigint_sigterm_and_sighup_during_the_write_remove_the_output() {
     let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox");
     let source = format!("oci:{}:latest", layout.display());
-    for (signal, name) in [
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGHUP, "SIGHUP"),
-    ] {
+    for (signal, name) in CLEANUP_SIGNALS {
         let work = Work::new();
         let out_dir = work.path("out");
         fs::create_dir(&out_dir).unwrap();
@@ -129,16 +146,7 @@ fn sigint_sigterm_and_sighup_during_the_write_remove_the_output() {
             1,
             "the temporary output exists while paused"
         );
-        send(&child, signal);
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(128 + signal), "{name}");
-        let stderr = stderr.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(
-            stderr.contains(&format!(
-                "interrupted by {name}; removed the files being written"
-            )),
-            "{name}: {stderr}"
-        );
+        interrupt(&mut child, &stderr, signal, name);
         assert_eq!(names(&out_dir), Vec::<String>::new(), "{name} left files");
     }
 }
@@ -181,11 +189,7 @@ fn an_interrupted_download_leaves_no_temporary_blob() {
     else {
         return;
     };
-    for (signal, name) in [
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGHUP, "SIGHUP"),
-    ] {
+    for (signal, name) in CLEANUP_SIGNALS {
         // A fresh cache each time: the download starts from nothing.
         let work = Work::new();
         let blobs = work.path("cache/oci/blobs/sha256");
@@ -197,15 +201,7 @@ fn an_interrupted_download_leaves_no_temporary_blob() {
             "{name}: a download is in progress: {:?}",
             names(&blobs)
         );
-        send(&child, signal);
-        assert_eq!(child.wait().unwrap().code(), Some(128 + signal), "{name}");
-        let stderr = stderr.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(
-            stderr.contains(&format!(
-                "interrupted by {name}; removed the files being written"
-            )),
-            "{name}: {stderr}"
-        );
+        interrupt(&mut child, &stderr, signal, name);
         let temporaries: Vec<String> = names(&blobs)
             .into_iter()
             .filter(|n| n.starts_with('.'))
