@@ -13,6 +13,7 @@ pub mod inject;
 pub mod inspect;
 pub mod io_error;
 pub mod layer;
+pub mod mapped;
 pub mod modules;
 pub mod names;
 pub mod os_release;

@@ -56,7 +56,7 @@ pub(super) struct FilesystemIds {
 
 impl FilesystemIds {
     /// From the manifest digest, else the layers' digests, with
-    /// `content_digests` (the BLAKE3 hash of each layer that has no digest
+    /// `content_digests` (the XXH3-128 hash of each layer that has no digest
     /// of its own, in order) standing in for the missing ones.
     pub(super) fn derive(image: &ResolvedImage, content_digests: &[impl AsRef<[u8]>]) -> Self {
         let mut hasher = Sha256::new();
@@ -69,9 +69,9 @@ impl FilesystemIds {
                     match layer.digest.as_ref().or(layer.diff_id.as_ref()) {
                         Some(d) => hasher.update(d.to_string().as_bytes()),
                         None => {
-                            if let Some(sha) = content.next() {
-                                hasher.update(b"blake3:");
-                                hasher.update(hex::encode(sha).as_bytes());
+                            if let Some(hash) = content.next() {
+                                hasher.update(b"xxh3-128:");
+                                hasher.update(hex::encode(hash).as_bytes());
                             }
                         }
                     }

@@ -3,12 +3,14 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::growing::GrowingBlob;
 use super::{OneShotReader, SourceError};
 use crate::layer::{self, Compression, VerifyingReader};
+use crate::mapped::MappedReader;
 use crate::reference::Digest;
 
 /// Where a layer blob's bytes are.
@@ -98,6 +100,40 @@ impl LayerRef {
     /// on another thread than the decompression if it likes.
     pub fn open_unverified_tar(&self) -> Result<Box<dyn Read + Send>, SourceError> {
         Ok(self.open_unverified_tar_through(|raw| raw)?.0)
+    }
+
+    /// The blob read through a memory map ([`MappedReader`]), when it is a
+    /// plain tar in a file or archive member with no digest or diff_id to
+    /// verify (a `tar:` source's layer): then nothing needs its bytes but
+    /// the flattener, which copies them out of the page cache itself.
+    /// `None` otherwise, for [`Self::open_unverified_tar_through`] to read.
+    pub fn open_mapped_plain_tar(&self) -> Result<Option<MappedReader>, SourceError> {
+        if self.digest.is_some() || self.diff_id.is_some() {
+            return Ok(None);
+        }
+        let (path, offset, len) = match &self.blob {
+            BlobLocation::File(path) => (path, 0, u64::MAX),
+            BlobLocation::Member {
+                archive,
+                offset,
+                len,
+            } => (archive, *offset, *len),
+            _ => return Ok(None),
+        };
+        let io_err =
+            |action: &str| SourceError::io(format!("{}: {action} {}", self.name(), path.display()));
+        let file = File::open(path).map_err(io_err("opening"))?;
+        let mut prefix = [0u8; 4];
+        let sniffed = file
+            .read_at(&mut prefix, offset)
+            .map_err(io_err("reading"))?
+            .min(len.min(4) as usize);
+        if Compression::sniff(&prefix[..sniffed]) != Compression::None {
+            return Ok(None);
+        }
+        MappedReader::new(file, offset, len)
+            .map(Some)
+            .map_err(io_err("mapping"))
     }
 
     /// [`Self::open_unverified_tar`] with the stored bytes passed through
