@@ -67,14 +67,14 @@ impl Header<'_> {
         let Ok(stored) = parse_octal(field(self.0, CHKSUM)) else {
             return false;
         };
-        let (start, end) = (CHKSUM.0, CHKSUM.0 + CHKSUM.1);
-        let mut unsigned: i64 = 0;
-        let mut signed: i64 = 0;
-        for (i, &b) in self.0.iter().enumerate() {
-            let b = if (start..end).contains(&i) { b' ' } else { b };
-            unsigned += i64::from(b);
-            signed += i64::from(b as i8);
-        }
+        // The sums run over the whole block (which vectorises), then trade
+        // the checksum field's bytes for the spaces it counts as.
+        let unsigned_sum = |bytes: &[u8]| bytes.iter().map(|&b| i64::from(b)).sum::<i64>();
+        let signed_sum = |bytes: &[u8]| bytes.iter().map(|&b| i64::from(b as i8)).sum::<i64>();
+        let chksum = field(self.0, CHKSUM);
+        let spaces = i64::from(b' ') * chksum.len() as i64;
+        let unsigned = unsigned_sum(self.0) - unsigned_sum(chksum) + spaces;
+        let signed = signed_sum(self.0) - signed_sum(chksum) + spaces;
         i64::try_from(stored).is_ok_and(|s| s == unsigned || s == signed)
     }
 
@@ -290,5 +290,24 @@ mod tests {
         let mut huge = [0xffu8; 12];
         huge[0] = 0x80;
         assert_eq!(parse_numeric(&huge), None);
+    }
+
+    #[test]
+    fn checksums_match_as_unsigned_or_signed_sums() {
+        // A block of zeros named "é" (0xC3 0xA9), the checksum field
+        // counted as eight spaces: unsigned 195 + 169 + 256 = 620 = 0o1154,
+        // signed (195 - 256) + (169 - 256) + 256 = 108 = 0o154.
+        let with_checksum = |stored: &[u8]| {
+            let mut block: Block = [0; BLOCK_SIZE];
+            block[..2].copy_from_slice(&[0xC3, 0xA9]);
+            block[148..148 + stored.len()].copy_from_slice(stored);
+            Header(&block).checksum_ok()
+        };
+        assert!(with_checksum(b"0001154\0"));
+        assert!(with_checksum(b"001154\0 "));
+        assert!(with_checksum(b"0000154\0"));
+        assert!(!with_checksum(b"0001155\0"));
+        assert!(!with_checksum(b"0000153\0"));
+        assert!(!with_checksum(b"garbage!"));
     }
 }
