@@ -1,107 +1,234 @@
-//! Reading a byte range of a file through a memory map that slides along it.
+//! Reading a byte range of a file through memory-mapped windows.
 //!
 //! A plain tar read with `read(2)` is copied twice before it reaches the
 //! image's write buffer: by the kernel into a read-ahead chunk, then from
 //! the chunk into the buffer. Read through a map, it is copied once, from
-//! the page cache into the buffer, and no thread is needed to hide the
-//! reads. Only a window of the range is mapped at a time, so the process
-//! never maps (and `ps` never counts) more than [`WINDOW`] bytes of it.
+//! the page cache into the buffer. What a map costs instead (mapping and
+//! faulting its pages in, hashing them, unmapping) happens on two helper
+//! threads: one maps and populates the next window while the reader copies
+//! out of this one, the other hands each window the reader is done with to
+//! a [`ByteSink`] and unmaps it. The reader's thread only copies.
+//!
+//! Memory: at most [`WINDOWS_IN_FLIGHT`] windows of [`WINDOW`] bytes are
+//! mapped at once, whatever the range's length.
 //!
 //! A mapped file that another process truncates below a mapped window
 //! raises SIGBUS on the next access to the lost pages. The file's length
 //! is therefore checked before each window is mapped, which narrows that
-//! race to the time it takes to copy one window out; a file shorter than
-//! the range reads as a stream that ends early, as `read(2)` would.
+//! race to the few windows in flight; a file shorter than the range reads
+//! as a stream that ends early, as `read(2)` would.
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
 
 use memmap2::{Advice, Mmap, MmapOptions};
 
 /// Bytes mapped at a time.
-pub const WINDOW: u64 = 4 << 20;
+pub const WINDOW: u64 = 2 << 20;
+/// Windows mapped at once: one being populated, one queued, one being
+/// read, one queued for the sink, one in the sink.
+pub const WINDOWS_IN_FLIGHT: usize = 5;
 
-/// Reads `file[start..end]` through a sliding map.
-#[derive(Debug)]
+/// Sees every byte of the range, in order, off the reader's thread.
+pub trait ByteSink: Send + 'static {
+    /// The next bytes of the range.
+    fn update(&mut self, bytes: &[u8]);
+    /// Called once the reader reached the end of the range (not when it is
+    /// dropped before).
+    fn finish(&mut self);
+}
+
+/// One mapped window and how many of its bytes belong to the range.
+struct Window {
+    map: Mmap,
+    len: usize,
+}
+
+/// What the reader sends its sink thread.
+enum Spent {
+    Window(Window),
+    End,
+}
+
+/// Reads `file[offset..offset + len]` through windows mapped ahead of it.
 pub struct MappedReader {
-    file: File,
-    /// Next byte to read, as an offset in the file.
-    pos: u64,
-    /// End of the range.
-    end: u64,
-    /// The window holding `pos`, if mapped, and its offset in the file.
-    window: Option<(Mmap, u64)>,
+    /// Windows in order, from the mapping thread; closed after the last.
+    windows: Receiver<io::Result<Window>>,
+    /// The window being read and the offset of the next byte in it.
+    current: Option<(Window, usize)>,
+    /// Windows read out, to the sink thread.
+    spent: Option<SyncSender<Spent>>,
+    sink: Option<JoinHandle<()>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for MappedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedReader")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MappedReader {
-    /// A reader of the `len` bytes at `offset`, or fewer if the file ends
-    /// sooner.
-    pub fn new(file: File, offset: u64, len: u64) -> io::Result<Self> {
-        let size = file.metadata()?.len();
-        Ok(Self {
-            file,
-            pos: offset.min(size),
-            end: offset.saturating_add(len).min(size),
-            window: None,
-        })
-    }
-
-    /// The unread bytes of the current window, after mapping the window
-    /// holding `pos` if needed; empty at the end.
-    fn available(&mut self) -> io::Result<&[u8]> {
-        let mapped = match &self.window {
-            Some((map, start)) => self.pos < start + map.len() as u64,
-            None => false,
-        };
-        if !mapped && self.pos < self.end {
-            self.window = None;
-            self.map_window()?;
-        }
-        Ok(match &self.window {
-            Some((map, start)) if self.pos < self.end => {
-                let at = (self.pos - start) as usize;
-                let until = ((self.end - start) as usize).min(map.len());
-                &map[at..until]
+    /// A reader of the `len` bytes at `offset` (or fewer, if the file ends
+    /// sooner) that shows every byte read to `sink`, if given.
+    pub fn new(
+        file: File,
+        offset: u64,
+        len: u64,
+        sink: Option<Box<dyn ByteSink>>,
+    ) -> io::Result<Self> {
+        let end = offset.saturating_add(len);
+        let (window_tx, windows) = mpsc::sync_channel(1);
+        thread::Builder::new()
+            .name("banger-map".into())
+            .spawn(move || map_windows(&file, offset, end, &window_tx))?;
+        let (spent, sink) = match sink {
+            Some(sink) => {
+                let (spent_tx, spent_rx) = mpsc::sync_channel(1);
+                let thread = thread::Builder::new()
+                    .name("banger-sink".into())
+                    .spawn(move || drain(sink, &spent_rx))?;
+                (Some(spent_tx), Some(thread))
             }
-            _ => &[],
+            None => (None, None),
+        };
+        Ok(Self {
+            windows,
+            current: None,
+            spent,
+            sink,
+            finished: false,
         })
     }
 
-    /// Maps the window starting at `pos`, clipped to the file's current
-    /// length.
-    fn map_window(&mut self) -> io::Result<()> {
-        let size = self.file.metadata()?.len();
-        // A file that shrank since it was opened ends here, as read(2) would.
-        self.end = self.end.min(size);
-        if self.pos >= self.end {
-            return Ok(());
+    /// Passes the window read out to the sink (or unmaps it) and takes the
+    /// next; `false` at the end of the range.
+    fn advance(&mut self) -> io::Result<bool> {
+        if let Some((window, _)) = self.current.take() {
+            if let Some(spent) = &self.spent {
+                // A gone sink thread panicked; its join below reports it.
+                let _ = spent.send(Spent::Window(window));
+            }
         }
-        // memmap2 aligns the offset down to a page and hides the difference.
-        let start = self.pos;
-        let len = WINDOW.min(self.end - start);
-        // SAFETY: the window lies within the file's length, checked just
-        // above; what is left is the race the module doc describes, with a
-        // writer truncating the file in the meantime.
-        let map = unsafe {
-            MmapOptions::new()
-                .offset(start)
-                .len(len as usize)
-                .map(&self.file)?
-        };
-        // Only advice: the kernel then reads ahead further on a page fault.
-        let _ = map.advise(Advice::Sequential);
-        self.window = Some((map, start));
-        Ok(())
+        match self.windows.recv() {
+            Ok(Ok(window)) => {
+                self.current = Some((window, 0));
+                Ok(true)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(mpsc::RecvError) => {
+                self.finish()?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Tells the sink the range ended and waits until it has seen it all.
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished = true;
+        if let Some(spent) = self.spent.take() {
+            let _ = spent.send(Spent::End);
+        }
+        match self.sink.take().map(JoinHandle::join) {
+            Some(Err(_)) => Err(io::Error::other("the mapped range's sink thread panicked")),
+            _ => Ok(()),
+        }
     }
 }
 
 impl Read for MappedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.available()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.pos += n as u64;
-        Ok(n)
+        if buf.is_empty() || self.finished {
+            return Ok(0);
+        }
+        loop {
+            if let Some((window, at)) = &mut self.current {
+                let n = (window.len - *at).min(buf.len());
+                if n > 0 {
+                    buf[..n].copy_from_slice(&window.map[*at..*at + n]);
+                    *at += n;
+                    return Ok(n);
+                }
+            }
+            if !self.advance()? {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+impl Drop for MappedReader {
+    fn drop(&mut self) {
+        // Dropping the channels ends both threads: the mapper's next send
+        // fails, and the sink sees its queue close without an End.
+        self.spent = None;
+        if let Some(sink) = self.sink.take() {
+            let _ = sink.join();
+        }
+    }
+}
+
+/// The mapping thread: maps `file[offset..end]` window by window, each
+/// clipped to the file's length at that moment, until the range ends or
+/// the reader goes away.
+fn map_windows(file: &File, mut pos: u64, mut end: u64, windows: &SyncSender<io::Result<Window>>) {
+    loop {
+        let window = match file.metadata() {
+            Ok(meta) => {
+                // A file that shrank ends here, as read(2) would.
+                end = end.min(meta.len());
+                if pos >= end {
+                    return;
+                }
+                map_window(file, pos, WINDOW.min(end - pos))
+            }
+            Err(error) => Err(error),
+        };
+        let failed = window.is_err();
+        if let Ok(window) = &window {
+            pos += window.len as u64;
+        }
+        if windows.send(window).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Maps and populates `len` bytes at `pos`.
+fn map_window(file: &File, pos: u64, len: u64) -> io::Result<Window> {
+    // SAFETY: the window lies within the file's length, checked just
+    // before; what is left is the race the module doc describes, with a
+    // writer truncating the file in the meantime.
+    let map = unsafe {
+        MmapOptions::new()
+            // memmap2 aligns the offset down to a page and hides the difference.
+            .offset(pos)
+            .len(len as usize)
+            .populate()
+            .map(file)?
+    };
+    // Only advice: the kernel then reads ahead further on a page fault.
+    let _ = map.advise(Advice::Sequential);
+    Ok(Window {
+        map,
+        len: len as usize,
+    })
+}
+
+/// The sink thread: shows each window to the sink, then unmaps it.
+fn drain(mut sink: Box<dyn ByteSink>, spent: &Receiver<Spent>) {
+    while let Ok(message) = spent.recv() {
+        match message {
+            Spent::Window(window) => sink.update(&window.map[..window.len]),
+            Spent::End => {
+                sink.finish();
+                return;
+            }
+        }
     }
 }
 
@@ -109,6 +236,7 @@ impl Read for MappedReader {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::sync::{Arc, Mutex};
 
     fn file_of(bytes: &[u8]) -> File {
         let mut file = tempfile::tempfile().unwrap();
@@ -120,52 +248,91 @@ mod tests {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
 
-    #[test]
-    fn reads_an_unaligned_range_across_windows() {
-        let bytes = pattern(WINDOW as usize * 2 + 12_345);
-        let (offset, len) = (4_097usize, WINDOW as usize + 70_000);
-        let mut reader = MappedReader::new(file_of(&bytes), offset as u64, len as u64).unwrap();
+    /// Collects what it is shown, and whether it was told the range ended.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<(Vec<u8>, bool)>>);
+
+    impl ByteSink for Collect {
+        fn update(&mut self, bytes: &[u8]) {
+            self.0.lock().unwrap().0.extend_from_slice(bytes);
+        }
+        fn finish(&mut self) {
+            self.0.lock().unwrap().1 = true;
+        }
+    }
+
+    /// Reads to the end in odd-sized steps, so that some straddle windows.
+    fn read_all(reader: &mut MappedReader) -> Vec<u8> {
         let mut out = Vec::new();
-        // Odd-sized reads so that some straddle a window's end.
         let mut buf = vec![0u8; 9_999];
         loop {
             let n = reader.read(&mut buf).unwrap();
             if n == 0 {
-                break;
+                return out;
             }
             out.extend_from_slice(&buf[..n]);
         }
-        assert_eq!(out, &bytes[offset..offset + len]);
+    }
+
+    #[test]
+    fn reads_an_unaligned_range_across_windows_and_shows_the_sink_all_of_it() {
+        let bytes = pattern(WINDOW as usize * 3 + 12_345);
+        let (offset, len) = (4_097usize, WINDOW as usize * 2 + 70_000);
+        let seen = Collect::default();
+        let mut reader = MappedReader::new(
+            file_of(&bytes),
+            offset as u64,
+            len as u64,
+            Some(Box::new(seen.clone())),
+        )
+        .unwrap();
+        let expected = &bytes[offset..offset + len];
+        assert_eq!(read_all(&mut reader), expected);
+        // EOF is reported only once the sink has seen every byte.
+        let (sunk, finished) = seen.0.lock().unwrap().clone();
+        assert!(finished);
+        assert_eq!(sunk, expected);
+        assert_eq!(reader.read(&mut [0u8; 10]).unwrap(), 0);
     }
 
     #[test]
     fn a_range_past_the_end_reads_what_there_is() {
         let bytes = pattern(10_000);
-        let mut out = Vec::new();
-        MappedReader::new(file_of(&bytes), 9_000, 5_000)
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, &bytes[9_000..]);
-        let mut out = Vec::new();
-        MappedReader::new(file_of(&bytes), 20_000, 5)
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        assert!(out.is_empty());
+        let mut reader = MappedReader::new(file_of(&bytes), 9_000, 5_000, None).unwrap();
+        assert_eq!(read_all(&mut reader), &bytes[9_000..]);
+        let mut reader = MappedReader::new(file_of(&bytes), 20_000, 5, None).unwrap();
+        assert!(read_all(&mut reader).is_empty());
     }
 
     #[test]
-    fn a_file_that_shrinks_between_windows_ends_early_without_a_fault() {
-        let bytes = pattern(WINDOW as usize * 3);
+    fn a_file_that_shrinks_ends_early_without_a_fault() {
+        let bytes = pattern(WINDOW as usize * 40);
         let file = file_of(&bytes);
         let shrink = file.try_clone().unwrap();
-        let mut reader = MappedReader::new(file, 0, bytes.len() as u64).unwrap();
-        let mut first = vec![0u8; WINDOW as usize];
+        let mut reader = MappedReader::new(file, 0, bytes.len() as u64, None).unwrap();
+        let mut first = vec![0u8; 10];
         reader.read_exact(&mut first).unwrap();
-        shrink.set_len(WINDOW + 100).unwrap();
-        let mut rest = Vec::new();
-        reader.read_to_end(&mut rest).unwrap();
-        assert_eq!(rest, &bytes[WINDOW as usize..WINDOW as usize + 100]);
+        // Beyond the windows already mapped (at most WINDOWS_IN_FLIGHT).
+        let kept = WINDOW * (WINDOWS_IN_FLIGHT as u64 + 2) + 100;
+        shrink.set_len(kept).unwrap();
+        let rest = read_all(&mut reader);
+        assert_eq!(rest, &bytes[10..kept as usize]);
+    }
+
+    #[test]
+    fn a_reader_dropped_early_does_not_finish_its_sink() {
+        let bytes = pattern(WINDOW as usize * 4);
+        let seen = Collect::default();
+        let mut reader = MappedReader::new(
+            file_of(&bytes),
+            0,
+            bytes.len() as u64,
+            Some(Box::new(seen.clone())),
+        )
+        .unwrap();
+        let mut some = vec![0u8; WINDOW as usize + 1];
+        reader.read_exact(&mut some).unwrap();
+        drop(reader);
+        assert!(!seen.0.lock().unwrap().1, "told a partial range ended");
     }
 }

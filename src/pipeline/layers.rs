@@ -9,6 +9,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::progress::{Progress, ProgressEvent};
 use super::RootfsError;
 use crate::layer::{verify_diff_id, Compression};
+use crate::mapped::ByteSink;
 use crate::readahead::ReadAhead;
 use crate::source::{BlobLocation, LayerRef, SourceError};
 
@@ -31,7 +32,8 @@ pub(super) type ContentDigest = Arc<OnceLock<[u8; 16]>>;
 /// `content_digest` (the UUID of a `tar:` source's image) when asked.
 ///
 /// A plain tar in a file with nothing to verify (a `tar:` file) is the
-/// exception: it is read through a memory map, with no thread. Otherwise,
+/// exception: it is read through memory maps ([`crate::mapped`]), and
+/// hashed on their sink thread. Otherwise,
 /// where the tar's hashes are computed depends on the compression. A
 /// compressed layer's thread is busy inflating and hashing the stored
 /// bytes, so its tar's diff_id (and content digest) are hashed on the
@@ -61,12 +63,16 @@ pub(super) fn open_layer(
             None => tar,
         }
     };
-    if let Some(mapped) = layer.open_mapped_plain_tar()? {
-        // No thread: the flattener copies the bytes out of the page cache
-        // itself, and XXH3 over them costs less than a hand-over would.
-        let counted = Box::new(ProgressReader::new(mapped, progress.clone(), index));
+    let sink = content_digest.as_ref().map(|slot| {
+        Box::new(ContentHasher {
+            hasher: Xxh3::new(),
+            digest: Arc::clone(slot),
+        }) as Box<dyn ByteSink>
+    });
+    if let Some(mapped) = layer.open_mapped_plain_tar(sink)? {
+        // Hashed on the map's own sink thread, so the flattener only copies.
         return Ok(OpenedLayer {
-            reader: hashed(counted),
+            reader: Box::new(ProgressReader::new(mapped, progress.clone(), index)),
             content_digest,
         });
     }
@@ -182,6 +188,23 @@ impl<R: Read> Read for ProgressReader<R> {
             });
         }
         Ok(n)
+    }
+}
+
+/// Hashes a mapped tar's bytes into its [`ContentDigest`] at the end.
+struct ContentHasher {
+    hasher: Xxh3,
+    digest: ContentDigest,
+}
+
+impl ByteSink for ContentHasher {
+    fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+    }
+
+    fn finish(&mut self) {
+        // Set only here, once: a second end cannot change it.
+        let _ = self.digest.set(self.hasher.digest128().to_be_bytes());
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::growing::GrowingBlob;
 use super::{OneShotReader, SourceError};
 use crate::layer::{self, Compression, VerifyingReader};
-use crate::mapped::MappedReader;
+use crate::mapped::{ByteSink, MappedReader};
 use crate::reference::Digest;
 
 /// Where a layer blob's bytes are.
@@ -103,11 +103,15 @@ impl LayerRef {
     }
 
     /// The blob read through a memory map ([`MappedReader`]), when it is a
-    /// plain tar in a file or archive member with no digest or diff_id to
+    /// plain tar in a regular file or archive member with no digest or diff_id to
     /// verify (a `tar:` source's layer): then nothing needs its bytes but
     /// the flattener, which copies them out of the page cache itself.
     /// `None` otherwise, for [`Self::open_unverified_tar_through`] to read.
-    pub fn open_mapped_plain_tar(&self) -> Result<Option<MappedReader>, SourceError> {
+    /// `sink` sees the tar's bytes on a thread of its own.
+    pub fn open_mapped_plain_tar(
+        &self,
+        sink: Option<Box<dyn ByteSink>>,
+    ) -> Result<Option<MappedReader>, SourceError> {
         if self.digest.is_some() || self.diff_id.is_some() {
             return Ok(None);
         }
@@ -131,7 +135,7 @@ impl LayerRef {
         if Compression::sniff(&prefix[..sniffed]) != Compression::None {
             return Ok(None);
         }
-        MappedReader::new(file, offset, len)
+        MappedReader::new(file, offset, len, sink)
             .map(Some)
             .map_err(io_err("mapping"))
     }
