@@ -1087,6 +1087,29 @@ fn tar_from_stdin() {
     );
 }
 
+/// A named pipe is read as the stream it is (a regular file would be
+/// mapped), opened once, so the writer's bytes all reach the image.
+#[test]
+fn tar_from_a_fifo() {
+    let work = Work::new();
+    let fifo = work.path("rootfs.fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo reads nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    let writer = {
+        let (fifo, tar) = (fifo.clone(), rootfs_tar());
+        std::thread::spawn(move || fs::write(fifo, tar))
+    };
+    let (img, output) = work.rootfs(
+        &format!("tar:{}", fifo.display()),
+        "fifo.ext4",
+        &["--size", "64M", "--no-agents"],
+        None,
+    );
+    writer.join().unwrap().expect("writing the FIFO");
+    assert_built(&output, &img, &rootfs_tar_expected().tree());
+}
+
 // ------------------------------------------------------------ bad input
 
 #[test]
