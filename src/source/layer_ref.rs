@@ -128,11 +128,9 @@ impl LayerRef {
             |action: &str| SourceError::io(format!("{}: {action} {}", self.name(), path.display()));
         // A pipe (`tar:<(zcat …)`) or device cannot be mapped: read(2) it.
         // Asked of the path, not an open file: opening a FIFO here would
-        // take the writer's bytes away from the open that reads them.
-        if !std::fs::metadata(path)
-            .map_err(io_err("examining"))?
-            .is_file()
-        {
+        // take the writer's bytes away from the open that reads them. A
+        // path that cannot be examined is left to that open to report.
+        if !std::fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
             return Ok(None);
         }
         let file = File::open(path).map_err(io_err("opening"))?;
