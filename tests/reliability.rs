@@ -299,6 +299,66 @@ fn a_255_byte_output_name_works() {
     assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
 }
 
+// ------------------------------------------------------------ unreadable inputs
+
+/// A plain `tar:` file is read through memory maps: one cut short in a
+/// file's data or in the next header, and one that does not exist, each
+/// fail with a message naming where, and leave nothing behind.
+#[test]
+fn tar_files_cut_short_or_missing_fail_naming_where() {
+    let work = Work::new();
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, len) in [("big", 100_000usize), ("small", 3)] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(len as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, name, &vec![b'x'; len][..])
+            .expect("append");
+    }
+    let whole = builder.into_inner().expect("tar");
+    // "big": header at 0, data 512..100_512, padded to 100_864, where
+    // "small"'s header starts.
+    assert_eq!(&whole[100_864 + 257..100_864 + 262], b"ustar");
+    fs::create_dir(work.path("out")).expect("mkdir");
+    let out = work.path("out").join("cut.ext4");
+    // Input name, its bytes (none: it does not exist), the error's words.
+    type Case<'a> = (&'a str, Option<&'a [u8]>, &'a [&'a str]);
+    let cases: [Case; 3] = [
+        (
+            "in-data.tar",
+            Some(&whole[..60_000]),
+            &["entry \"big\"", "truncated"],
+        ),
+        (
+            "in-header.tar",
+            Some(&whole[..100_964]),
+            &["header at byte 100864, after \\\"big\\\"", "truncated"],
+        ),
+        (
+            "missing.tar",
+            None,
+            &["opening", "missing.tar", "No such file"],
+        ),
+    ];
+    for (name, bytes, needles) in cases {
+        let input = work.path(name);
+        if let Some(bytes) = bytes {
+            fs::write(&input, bytes).expect("write");
+        }
+        let output = work.banger(&[
+            "rootfs",
+            &format!("tar:{}", input.display()),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--no-agents",
+        ]);
+        assert_exit(&output, 1, needles);
+        assert!(!out.exists(), "{name}: output left behind");
+        assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
+    }
+}
+
 // ------------------------------------------------------------ huge sparse entries
 
 /// A pax 0.1 sparse entry `big` of `size` bytes holding "hello" at 1 MiB.

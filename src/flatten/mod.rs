@@ -107,13 +107,18 @@ impl<'s, S: ContentStore> Flattener<'s, S> {
         let mut reader = TarReader::new(tar);
         let mut layer = LayerState::new(&self.tree);
         let mut stats = LayerStats::default();
-        let mut last: Option<String> = None;
-        let position = |offset: u64, last: &Option<String>| match last {
-            Some(name) => format!("(header at byte {offset}, after {name:?})"),
+        // The previous entry's path, kept as bytes (a buffer reused from
+        // entry to entry) and made text only for an error message.
+        let mut last: Option<Vec<u8>> = None;
+        let position = |offset: u64, last: &Option<Vec<u8>>| match last {
+            Some(name) => format!(
+                "(header at byte {offset}, after {:?})",
+                String::from_utf8_lossy(name)
+            ),
             None => format!("(header at byte {offset})"),
         };
         loop {
-            let header_at = reader.offset();
+            let header_at = reader.next_header_offset();
             let entry = match reader.next_entry() {
                 Ok(Some(entry)) => entry,
                 Ok(None) => break,
@@ -121,10 +126,16 @@ impl<'s, S: ContentStore> Flattener<'s, S> {
                     return Err(FlattenErrorKind::Tar(e).at(layer_name, position(header_at, &last)))
                 }
             };
-            let name = String::from_utf8_lossy(&entry.path).into_owned();
             self.apply_entry(&mut reader, &entry, &mut layer, &mut stats)
-                .map_err(|f| f.at(layer_name, name.clone()))?;
-            last = Some(name);
+                .map_err(|f| {
+                    f.at(
+                        layer_name,
+                        String::from_utf8_lossy(&entry.path).into_owned(),
+                    )
+                })?;
+            let previous = last.get_or_insert_with(Vec::new);
+            previous.clear();
+            previous.extend_from_slice(&entry.path);
         }
         reader.drain().map_err(|e| {
             FlattenErrorKind::Tar(e).at(layer_name, position(reader.offset(), &last))

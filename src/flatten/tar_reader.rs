@@ -94,6 +94,12 @@ impl<R: Read> TarReader<R> {
         self.offset
     }
 
+    /// Where the next header starts: past the current entry's unread data
+    /// and padding.
+    pub(crate) fn next_header_offset(&self) -> u64 {
+        self.offset + self.remaining + self.padding
+    }
+
     /// Whether the stream ended in the middle of something.
     pub(crate) fn truncated(&self) -> bool {
         self.truncated
