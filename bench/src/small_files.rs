@@ -97,13 +97,16 @@ pub fn measure(
         let banger_run = run_banger(banger, &tar, &banger_image)?;
         result.banger.push(banger_run.wall);
         result.banger_rss_kib.push(banger_run.max_rss_kib);
+        // Each tool's previous image goes before the sync, as banger's does
+        // in run_banger: freeing it (and the mount's discards) is not timed.
+        let _ = fs::remove_file(&mkfs_image);
         settle();
         let start = Instant::now();
         crate::seed::mkfs(&project, &mkfs_image, size)?;
         result.mkfs.push(start.elapsed());
         if let Some(tar2ext4) = tar2ext4 {
-            settle();
             let _ = fs::remove_file(&tar2ext4_image);
+            settle();
             let start = Instant::now();
             output(
                 Command::new(tar2ext4)
