@@ -66,6 +66,17 @@ impl Work {
         self.banger_within(args, Duration::from_secs(120))
     }
 
+    /// `banger rootfs tar:INPUT -o OUT --no-agents`.
+    fn rootfs_from_tar(&self, input: &Path, out: &Path) -> Output {
+        self.banger(&[
+            "rootfs",
+            &format!("tar:{}", input.display()),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--no-agents",
+        ])
+    }
+
     /// A small rootfs tar (one file) at `name`.
     fn tar_file(&self, name: &str) -> PathBuf {
         let path = self.path(name);
@@ -287,13 +298,7 @@ fn a_255_byte_output_name_works() {
     fs::create_dir(work.path("out")).expect("mkdir");
     let out = work.path("out").join("x".repeat(251) + ".img");
     assert_eq!(out.file_name().expect("name").len(), 255);
-    let output = work.banger(&[
-        "rootfs",
-        &format!("tar:{}", input.display()),
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--no-agents",
-    ]);
+    let output = work.rootfs_from_tar(&input, &out);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_fsck_clean(&out);
     assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
@@ -346,13 +351,7 @@ fn tar_files_cut_short_or_missing_fail_naming_where() {
         if let Some(bytes) = bytes {
             fs::write(&input, bytes).expect("write");
         }
-        let output = work.banger(&[
-            "rootfs",
-            &format!("tar:{}", input.display()),
-            "-o",
-            out.to_str().expect("utf-8"),
-            "--no-agents",
-        ]);
+        let output = work.rootfs_from_tar(&input, &out);
         assert_exit(&output, 1, needles);
         assert!(!out.exists(), "{name}: output left behind");
         assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
@@ -389,13 +388,7 @@ fn sparse_entries_of_16_tib_and_more_are_refused_naming_the_entry() {
         let input = work.path("sparse.tar");
         fs::write(&input, sparse_tar(size)).expect("write");
         let out = work.path("out").join("big.ext4");
-        let output = work.banger(&[
-            "rootfs",
-            &format!("tar:{}", input.display()),
-            "-o",
-            out.to_str().expect("utf-8"),
-            "--no-agents",
-        ]);
+        let output = work.rootfs_from_tar(&input, &out);
         assert_exit(&output, 1, &["big", &size.to_string(), "16 TiB"]);
         assert!(!out.exists(), "{size}: output left behind");
         assert_eq!(hidden_files(&work.path("out")), Vec::<String>::new());
@@ -404,13 +397,7 @@ fn sparse_entries_of_16_tib_and_more_are_refused_naming_the_entry() {
     let input = work.path("sparse.tar");
     fs::write(&input, sparse_tar((1 << 44) - 4096)).expect("write");
     let out = work.path("out").join("max.ext4");
-    let output = work.banger(&[
-        "rootfs",
-        &format!("tar:{}", input.display()),
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--no-agents",
-    ]);
+    let output = work.rootfs_from_tar(&input, &out);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_fsck_clean(&out);
 }
@@ -612,13 +599,7 @@ fn xz_bzip2_zip_and_lz4_inputs_are_named_not_called_truncated() {
         let input = work.path(format);
         fs::write(&input, bytes).expect("write");
         let out = work.path("out").join("x.ext4");
-        let output = work.banger(&[
-            "rootfs",
-            &format!("tar:{}", input.display()),
-            "-o",
-            out.to_str().expect("utf-8"),
-            "--no-agents",
-        ]);
+        let output = work.rootfs_from_tar(&input, &out);
         let line = assert_exit(&output, 1, &[&format!("{format}-compressed")]);
         assert!(!line.contains("truncated"), "{line}");
         assert!(!out.exists());
