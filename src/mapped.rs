@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
-use memmap2::{Advice, Mmap, MmapOptions};
+use memmap2::{Mmap, MmapOptions};
 
 /// Bytes mapped at a time.
 pub const WINDOW: u64 = 2 << 20;
@@ -62,12 +62,16 @@ pub struct MappedReader {
     spent: Option<SyncSender<Spent>>,
     sink: Option<JoinHandle<()>>,
     finished: bool,
+    /// The error a window failed with, returned again by every later read
+    /// (a retried read must not reach an end the sink would call finished).
+    failed: Option<io::ErrorKind>,
 }
 
 impl std::fmt::Debug for MappedReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MappedReader")
             .field("finished", &self.finished)
+            .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +106,7 @@ impl MappedReader {
             spent,
             sink,
             finished: false,
+            failed: None,
         })
     }
 
@@ -119,7 +124,10 @@ impl MappedReader {
                 self.current = Some((window, 0));
                 Ok(true)
             }
-            Ok(Err(error)) => Err(error),
+            Ok(Err(error)) => {
+                self.failed = Some(error.kind());
+                Err(error)
+            }
             Err(mpsc::RecvError) => {
                 self.finish()?;
                 Ok(false)
@@ -142,6 +150,12 @@ impl MappedReader {
 
 impl Read for MappedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(
+                kind,
+                "an earlier read of the mapped file failed",
+            ));
+        }
         if buf.is_empty() || self.finished {
             return Ok(0);
         }
@@ -198,7 +212,8 @@ fn map_windows(file: &File, mut pos: u64, mut end: u64, windows: &SyncSender<io:
     }
 }
 
-/// Maps and populates `len` bytes at `pos`.
+/// Maps `len` bytes at `pos` and faults them in (reading them from the
+/// disk if they are not cached), here rather than on the reader's thread.
 fn map_window(file: &File, pos: u64, len: u64) -> io::Result<Window> {
     // SAFETY: the window lies within the file's length, checked just
     // before; what is left is the race the module doc describes, with a
@@ -211,8 +226,6 @@ fn map_window(file: &File, pos: u64, len: u64) -> io::Result<Window> {
             .populate()
             .map(file)?
     };
-    // Only advice: the kernel then reads ahead further on a page fault.
-    let _ = map.advise(Advice::Sequential);
     Ok(Window {
         map,
         len: len as usize,
