@@ -32,15 +32,14 @@ pub(super) type ContentDigest = Arc<OnceLock<[u8; 16]>>;
 /// `content_digest` (the UUID of a `tar:` source's image) when asked.
 ///
 /// A plain tar in a file with nothing to verify (a `tar:` file) is the
-/// exception: it is read through memory maps ([`crate::mapped`]), and
-/// hashed on their sink thread. Otherwise,
-/// where the tar's hashes are computed depends on the compression. A
-/// compressed layer's thread is busy inflating and hashing the stored
-/// bytes, so its tar's diff_id (and content digest) are hashed on the
-/// consumer's side; a plain tar's thread only copies, so they are hashed
-/// there, off the flattener's core, and a plain tar whose diff_id is its
-/// stored digest is not hashed twice. The stored bytes are counted for
-/// `progress` as that thread reads them.
+/// exception: it is read through memory maps ([`crate::mapped`]) and
+/// hashed on their sink thread. Otherwise, where the tar's hashes are
+/// computed depends on the compression. A compressed layer's thread is
+/// busy inflating and hashing the stored bytes, so its tar's diff_id (and
+/// content digest) are hashed on the consumer's side; a plain tar's thread
+/// only copies, so they are hashed there, off the flattener's core, and a
+/// plain tar whose diff_id is its stored digest is not hashed twice. The
+/// stored bytes are counted for `progress` as that thread reads them.
 pub(super) fn open_layer(
     layer: &LayerRef,
     count: usize,
