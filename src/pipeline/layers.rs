@@ -62,12 +62,9 @@ pub(super) fn open_layer(
             None => tar,
         }
     };
-    let sink = content_digest.as_ref().map(|slot| {
-        Box::new(ContentHasher {
-            hasher: Xxh3::new(),
-            digest: Arc::clone(slot),
-        }) as Box<dyn ByteSink>
-    });
+    let sink = content_digest
+        .as_ref()
+        .map(|slot| Box::new(ContentHasher::new(Arc::clone(slot))) as Box<dyn ByteSink>);
     if let Some(mapped) = layer.open_mapped_plain_tar(sink)? {
         // Hashed on the map's own sink thread, so the flattener only copies.
         return Ok(OpenedLayer {
@@ -190,10 +187,20 @@ impl<R: Read> Read for ProgressReader<R> {
     }
 }
 
-/// Hashes a mapped tar's bytes into its [`ContentDigest`] at the end.
+/// Hashes a tar's bytes into its [`ContentDigest`], set when told the
+/// tar ended: the sink of a mapped tar, and inside [`DigestingReader`].
 struct ContentHasher {
     hasher: Xxh3,
     digest: ContentDigest,
+}
+
+impl ContentHasher {
+    fn new(digest: ContentDigest) -> Self {
+        Self {
+            hasher: Xxh3::new(),
+            digest,
+        }
+    }
 }
 
 impl ByteSink for ContentHasher {
@@ -210,16 +217,14 @@ impl ByteSink for ContentHasher {
 /// Hashes what passes through into its [`ContentDigest`] at the end.
 struct DigestingReader<R> {
     inner: R,
-    hasher: Option<Xxh3>,
-    digest: ContentDigest,
+    hasher: ContentHasher,
 }
 
 impl<R> DigestingReader<R> {
     fn new(inner: R, digest: ContentDigest) -> Self {
         Self {
             inner,
-            hasher: Some(Xxh3::new()),
-            digest,
+            hasher: ContentHasher::new(digest),
         }
     }
 }
@@ -228,12 +233,9 @@ impl<R: Read> Read for DigestingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
-            if let Some(hasher) = self.hasher.take() {
-                // Set only here, once: a second end cannot change it.
-                let _ = self.digest.set(hasher.digest128().to_be_bytes());
-            }
-        } else if let Some(hasher) = &mut self.hasher {
-            hasher.update(&buf[..n]);
+            self.hasher.finish();
+        } else {
+            self.hasher.update(&buf[..n]);
         }
         Ok(n)
     }
