@@ -9,7 +9,7 @@ mod support;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -74,13 +74,15 @@ impl Work {
         (child, rest_rx)
     }
 
-    fn ok(&self, args: &[&str]) {
-        let out = self.command(args).output().unwrap();
+    /// Runs banger to success; returns what it printed.
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.command(args).stdout(Stdio::piped()).output().unwrap();
         assert!(
             out.status.success(),
             "banger {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        out
     }
 }
 
@@ -242,16 +244,7 @@ fn cache_prune_sweeps_a_killed_download_and_its_dry_run_only_lists_it() {
     let size = fs::metadata(blobs.join(&temp)).unwrap().len();
 
     // A dry run lists the leftover and changes nothing.
-    let out = work
-        .command(&["cache", "prune", "--dry-run", "--json"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = work.ok(&["cache", "prune", "--dry-run", "--json"]);
     let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         dry["temporaries"],
@@ -259,12 +252,7 @@ fn cache_prune_sweeps_a_killed_download_and_its_dry_run_only_lists_it() {
         "{dry}"
     );
     assert_eq!(names(&blobs), before, "the dry run deleted nothing");
-    let out = work
-        .command(&["cache", "prune", "--dry-run"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = work.ok(&["cache", "prune", "--dry-run"]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         stdout.contains(&format!(
@@ -280,16 +268,7 @@ fn cache_prune_sweeps_a_killed_download_and_its_dry_run_only_lists_it() {
     assert_eq!(names(&blobs), before, "the dry run deleted nothing");
 
     // The real prune removes it and says so.
-    let out = work
-        .command(&["cache", "prune"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = work.ok(&["cache", "prune"]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         stdout.contains(&format!(
