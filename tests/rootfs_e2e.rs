@@ -1179,13 +1179,7 @@ fn truncated_gzip_layer() {
 fn diff_id_mismatch_names_the_layer() {
     let work = Work::new();
     let layers = rich_layers();
-    let mut spec = ImageSpec::new(
-        "linux/amd64",
-        layers
-            .iter()
-            .map(|t| LayerSpec::from_tar(Comp::Gzip, t.clone()))
-            .collect(),
-    );
+    let mut spec = image_spec("linux/amd64", &layers, std::iter::repeat(Comp::Gzip));
     spec.bad_last_diff_id = true;
     let layout = build_layout(&work.path("layout"), "bad", &[spec]);
     let source = format!("oci:{}:bad", layout.dir.display());
@@ -1201,13 +1195,7 @@ fn plain_layers_are_checked_against_their_diff_id_and_digest() {
     let work = Work::new();
     let layers = rich_layers();
     let plain = |bad_diff_id: bool| {
-        let mut spec = ImageSpec::new(
-            "linux/amd64",
-            layers
-                .iter()
-                .map(|t| LayerSpec::from_tar(Comp::None, t.clone()))
-                .collect(),
-        );
+        let mut spec = image_spec("linux/amd64", &layers, std::iter::repeat(Comp::None));
         spec.bad_last_diff_id = bad_diff_id;
         spec
     };
