@@ -29,7 +29,7 @@
 mod support;
 
 use std::fs;
-use std::io::{Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -257,11 +257,16 @@ fn store() -> Result<&'static Store, Skip> {
             .expect("guest-kernel writes release")
             .trim()
             .to_owned();
-        let dir = tempfile::Builder::new()
-            .prefix("banger-boot-store-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
+        // One fixed place under target/, emptied by each run: a static's
+        // TempDir is never dropped, so a fresh one per run would leave the
+        // imported kernel (about 40 MB) behind every time.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-store");
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => panic!("emptying {}: {e}", dir.display()),
+        }
+        fs::create_dir_all(&dir).expect("mkdir boot-store");
         let store = Store {
             state: dir.join("state"),
             cache: dir.join("cache"),
