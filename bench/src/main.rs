@@ -492,7 +492,7 @@ fn run(args: &Args) -> io::Result<()> {
         });
     }
     if let Some(small) = &small {
-        let colours = ["#2b7bb9", "#e08b3e", "#8064a2"];
+        let colours = ["#2b7bb9", "#e08b3e", "#8064a2", "#b3a2c7"];
         for ((label, seconds), colour) in small.bars().into_iter().zip(colours) {
             bars.push(Bar {
                 label,
