@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use banger::ext4::tree::{
-    ContentSource, ContentStore, FileContent, MemoryStore, Metadata, Node, NodeId, NodeKind,
-    PlacedData, Timestamp, Tree,
+    ContentSource, ContentStore, FileContent, LendingRead, MemoryStore, Metadata, Node, NodeId,
+    NodeKind, PlacedData, Timestamp, Tree,
 };
 use banger::flatten::{
     flatten_layers, EntryError, FlattenError, FlattenErrorKind, Flattener, LimitError, Limits,
@@ -302,7 +302,7 @@ impl ContentStore for SparseStore {
     type Error = io::Error;
     fn store(
         &mut self,
-        reader: &mut dyn Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> io::Result<FileContent> {
@@ -909,7 +909,7 @@ impl ContentStore for CountingStore {
     type Error = io::Error;
     fn store(
         &mut self,
-        reader: &mut dyn Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         _: &[Range<u64>],
     ) -> io::Result<FileContent> {

@@ -10,6 +10,7 @@
 //! are no longer reachable from the root are ignored by the writer.
 
 mod content;
+mod lend;
 mod meta;
 mod node;
 mod resolve;
@@ -18,6 +19,7 @@ mod store;
 pub use content::{
     ContentSource, ContentStore, FileContent, MemorySource, MemoryStore, PlacedData, PlacedExtent,
 };
+pub use lend::{Copying, LendingRead, Lent};
 pub use meta::{DeviceNumber, Metadata, Timestamp, Xattrs};
 pub use node::{Directory, Node, NodeKind};
 pub use resolve::{ResolveError, ResolvedPath, MAX_SYMLINK_FOLLOWS};

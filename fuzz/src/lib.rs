@@ -5,7 +5,8 @@ use std::ops::Range;
 
 use banger::flatten::{FlattenError, Limits};
 use banger_ext4::tree::{
-    validate_name, ContentStore, FileContent, MemoryStore, Metadata, NodeKind, Timestamp, Tree,
+    validate_name, ContentStore, FileContent, LendingRead, MemoryStore, Metadata, NodeKind,
+    Timestamp, Tree,
 };
 
 /// Largest file the fuzz store keeps; bigger ones are refused with an error
@@ -21,7 +22,7 @@ impl ContentStore for BoundedStore {
 
     fn store(
         &mut self,
-        reader: &mut dyn io::Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> io::Result<FileContent> {

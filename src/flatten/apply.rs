@@ -1,10 +1,10 @@
 //! Applying one tar entry to the tree.
 
-use std::io::{self, Read};
+use std::io;
 
 use banger_ext4::tree::{
-    DeviceNumber, Directory, FileContent, Metadata, NodeId, NodeKind, ResolveError, Tree,
-    MAX_NAME_LEN,
+    DeviceNumber, Directory, FileContent, LendingRead, Metadata, NodeId, NodeKind, ResolveError,
+    Tree, MAX_NAME_LEN,
 };
 
 use super::error::{EntryError, FlattenErrorKind, LimitError, TarError};
@@ -35,7 +35,7 @@ pub fn keep_xattr(name: &[u8]) -> bool {
 
 impl<S: ContentStore> Flattener<'_, S> {
     /// Applies one entry; its data, if any, is read from `reader`.
-    pub(super) fn apply_entry<R: Read>(
+    pub(super) fn apply_entry<R: LendingRead>(
         &mut self,
         reader: &mut TarReader<R>,
         entry: &Entry,
@@ -249,7 +249,7 @@ impl<S: ContentStore> Flattener<'_, S> {
     }
 
     /// Streams a regular file's data into the content store.
-    fn store_content<R: Read>(
+    fn store_content<R: LendingRead>(
         &mut self,
         reader: &mut TarReader<R>,
         entry: &Entry,

@@ -37,7 +37,7 @@ mod whiteout;
 
 use std::io::Read;
 
-use banger_ext4::tree::{ContentStore, Metadata, Tree};
+use banger_ext4::tree::{ContentStore, Copying, LendingRead, Metadata, Tree};
 
 pub use apply::keep_xattr;
 pub use error::{EntryError, FlattenError, FlattenErrorKind, LimitError, TarError};
@@ -103,6 +103,16 @@ impl<'s, S: ContentStore> Flattener<'s, S> {
         &mut self,
         layer_name: &str,
         tar: impl Read,
+    ) -> Result<LayerStats, FlattenError> {
+        self.apply_layer_lending(layer_name, Copying(tar))
+    }
+
+    /// [`Self::apply_layer`] from a stream that may lend file data to the
+    /// content store instead of copying it out ([`LendingRead`]).
+    pub fn apply_layer_lending(
+        &mut self,
+        layer_name: &str,
+        tar: impl LendingRead,
     ) -> Result<LayerStats, FlattenError> {
         let mut reader = TarReader::new(tar);
         let mut layer = LayerState::new(&self.tree);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::ops::Range;
 
-use banger_ext4::tree::Timestamp;
+use banger_ext4::tree::{LendingRead, Lent, Timestamp};
 
 use super::error::TarError;
 use super::pax::{parse_records, PaxFields};
@@ -468,6 +468,40 @@ impl<R: Read> Read for EntryData<'_, R> {
         reader.remaining -= n as u64;
         reader.offset += n as u64;
         Ok(n)
+    }
+}
+
+impl<R: LendingRead> LendingRead for EntryData<'_, R> {
+    fn lend(&mut self, max: usize) -> io::Result<Option<Lent>> {
+        let reader = &mut *self.0;
+        if reader.remaining == 0 || max == 0 {
+            return Ok(Some(Lent::empty()));
+        }
+        let max = max.min(usize::try_from(reader.remaining).unwrap_or(usize::MAX));
+        let lent = loop {
+            match reader.inner.lend(max) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        let Some(lent) = lent else {
+            return Ok(None);
+        };
+        if lent.is_empty() {
+            reader.truncated = true;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "tar stream ends inside file data",
+            ));
+        }
+        if lent.len() > max {
+            return Err(io::Error::other(
+                "the tar stream lent more bytes than asked",
+            ));
+        }
+        reader.remaining -= lent.len() as u64;
+        reader.offset += lent.len() as u64;
+        Ok(Some(lent))
     }
 }
 

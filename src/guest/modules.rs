@@ -18,7 +18,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use banger_ext4::builder::{BuildError, ImageBuilder};
-use banger_ext4::tree::{ContentStore, FileContent, Metadata, NodeKind, Timestamp, Tree};
+use banger_ext4::tree::{ContentStore, Copying, FileContent, Metadata, NodeKind, Timestamp, Tree};
 
 use crate::flatten::tar_reader::{EntryKind, TarReader};
 use crate::flatten::TarError;
@@ -189,13 +189,12 @@ pub fn write_modules(
             return Ok(());
         }
         let ranges: &[std::ops::Range<u64>] = if size == 0 { &[] } else { &[0..size] };
-        let content =
-            builder
-                .store(reader, size, ranges)
-                .map_err(|source| ModulesError::Store {
-                    path: path.to_owned(),
-                    source,
-                })?;
+        let content = builder
+            .store(&mut Copying(reader), size, ranges)
+            .map_err(|source| ModulesError::Store {
+                path: path.to_owned(),
+                source,
+            })?;
         let full = format!("{root}/{path}");
         place(
             tree,

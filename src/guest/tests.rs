@@ -1,8 +1,6 @@
 //! [`prepare_guest`] on small hand-made trees: which init the guest gets,
 //! what is never replaced, and the warnings.
 
-use std::io::Cursor;
-
 use banger_ext4::builder::{ImageBuilder, Options};
 use banger_ext4::tree::{ContentStore, FileContent, Metadata, NodeKind, Timestamp, Tree};
 
@@ -201,11 +199,7 @@ fn the_os_release_the_layers_placed_is_read_back() {
     let mut builder = builder(&dir);
     let text = b"ID=plan9\nID_LIKE=\"\"\n";
     let placed = builder
-        .store(
-            &mut Cursor::new(&text[..]),
-            text.len() as u64,
-            &[0..text.len() as u64],
-        )
+        .store(&mut &text[..], text.len() as u64, &[0..text.len() as u64])
         .unwrap();
     assert!(matches!(placed, FileContent::Placed(_)));
     let mut tree = Tree::new(meta(0o755));

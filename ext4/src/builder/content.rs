@@ -1,7 +1,6 @@
 //! File data on its way into the image: stored while the tree is built,
 //! streamed from sources when it is finished, and read back on request.
 
-use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
@@ -10,14 +9,14 @@ use crate::error::{io_error, BuildError};
 use crate::plan::numbering::InodeMap;
 use crate::plan::SourcePlacements;
 use crate::spec::BLOCK_SIZE;
-use crate::tree::{ContentStore, FileContent, NodeKind, Tree};
+use crate::tree::{ContentStore, FileContent, LendingRead, NodeKind, Tree};
 
 impl ContentStore for ImageBuilder {
     type Error = BuildError;
 
     fn store(
         &mut self,
-        reader: &mut dyn io::Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> Result<FileContent, BuildError> {

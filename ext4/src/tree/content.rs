@@ -6,6 +6,8 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::LendingRead;
+
 /// Where the bytes of a regular file come from.
 pub trait ContentSource: Send + Sync + fmt::Debug {
     /// Length of the file in bytes.
@@ -86,10 +88,11 @@ pub trait ContentStore {
 
     /// Consumes a file of `size` bytes whose data lies in `data_ranges`
     /// (sorted, non-overlapping; everything else is a hole). `reader` yields
-    /// the bytes of each range one after another, and nothing else.
+    /// the bytes of each range one after another, and nothing else, copied
+    /// out or lent.
     fn store(
         &mut self,
-        reader: &mut dyn io::Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> Result<FileContent, Self::Error>;
@@ -146,7 +149,7 @@ impl ContentStore for MemoryStore {
 
     fn store(
         &mut self,
-        reader: &mut dyn io::Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> io::Result<FileContent> {

@@ -10,18 +10,38 @@
 //! image or writes metadata.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, IoSlice};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
+
+use crate::spec::BLOCK_SIZE;
+use crate::tree::Lent;
 
 /// Buffers in rotation: one being filled, one queued, one being written.
 const BUFFERS: usize = 3;
 
-/// A buffer's bytes to write at an offset of the image.
+/// Most iovecs one `pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// Zeros to fill out a file's last block, shared by every write.
+static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
+
+/// A part of one write, in order: bytes in the job's buffer, bytes lent
+/// by the stream they came from (kept valid until written), or zeros.
+#[derive(Debug)]
+pub(crate) enum Piece {
+    Buffer(Range<usize>),
+    Lent(Lent),
+    Zeros(usize),
+}
+
+/// Pieces to write back to back from an offset of the image, with the
+/// buffer that `Piece::Buffer` ranges index.
 struct Job {
     buffer: Vec<u8>,
-    len: usize,
+    pieces: Vec<Piece>,
     offset: u64,
 }
 
@@ -60,10 +80,13 @@ impl BackgroundWriter {
             .name("ext4-data-writer".into())
             .spawn(move || {
                 for job in queue {
-                    let result = image.write_all_at(&job.buffer[..job.len], job.offset);
-                    if result.is_ok() {
-                        start_writeback(&image, job.offset, job.len as u64);
+                    let result = write_pieces(&image, &job.buffer, &job.pieces, job.offset);
+                    if let Ok(len) = result {
+                        start_writeback(&image, job.offset, len);
                     }
+                    // Lent bytes are let go (a map unmapped, say) once written.
+                    drop(job.pieces);
+                    let result = result.map(drop);
                     let back = Done {
                         buffer: job.buffer,
                         result,
@@ -103,14 +126,20 @@ impl BackgroundWriter {
             .expect("a blocking collect returns a buffer while one is in flight"))
     }
 
-    /// Queues `buffer[..len]` to be written at byte `offset`.
-    pub(crate) fn submit(&mut self, buffer: Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+    /// Queues `pieces` (whose `Piece::Buffer` ranges index `buffer`) to be
+    /// written back to back from byte `offset`.
+    pub(crate) fn submit(
+        &mut self,
+        buffer: Vec<u8>,
+        pieces: Vec<Piece>,
+        offset: u64,
+    ) -> io::Result<()> {
         self.check()?;
         let jobs = self.jobs.as_ref().expect("jobs close only on drop");
         if jobs
             .send(Job {
                 buffer,
-                len,
+                pieces,
                 offset,
             })
             .is_err()
@@ -181,12 +210,56 @@ impl Drop for BackgroundWriter {
     }
 }
 
+/// Writes `pieces` back to back from `offset` with as few `pwritev` calls
+/// as the iovec limit allows; returns the bytes written.
+fn write_pieces(image: &File, buffer: &[u8], pieces: &[Piece], mut offset: u64) -> io::Result<u64> {
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .map(|piece| {
+            IoSlice::new(match piece {
+                Piece::Buffer(range) => &buffer[range.clone()],
+                Piece::Lent(lent) => lent.bytes(),
+                Piece::Zeros(len) => &ZEROS[..*len],
+            })
+        })
+        .collect();
+    let start = offset;
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let count = rest.len().min(IOV_MAX);
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix, and the
+        // `count` slices point into `buffer`, lent bytes whose owners
+        // `pieces` holds, or `ZEROS`, all alive for the call.
+        let written = unsafe {
+            libc::pwritev(
+                image.as_raw_fd(),
+                rest.as_ptr().cast::<libc::iovec>(),
+                count as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        match written {
+            -1 => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => {
+                offset += n as u64;
+                IoSlice::advance_slices(&mut rest, n as usize);
+            }
+        }
+    }
+    Ok(offset - start)
+}
+
 /// Asks the kernel to start writing a range out now, without waiting for
 /// it, so that the fsync that publishes the image finds little left to do
 /// instead of the whole image. Purely an optimisation: failures (tmpfs,
 /// old kernels) are ignored.
 fn start_writeback(image: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
     // SAFETY: sync_file_range only reads its integer arguments; the
     // descriptor is owned by `image` and stays open for the call.
     unsafe {
@@ -202,6 +275,7 @@ fn start_writeback(image: &File, offset: u64, len: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn buffers_are_written_where_asked_and_recycled() {
@@ -210,7 +284,9 @@ mod tests {
         let mut first = vec![0u8; 8];
         for round in 0..10u8 {
             first.fill(round + 1);
-            writer.submit(first, 8, u64::from(round) * 8).unwrap();
+            writer
+                .submit(first, vec![Piece::Buffer(0..8)], u64::from(round) * 8)
+                .unwrap();
             first = writer.take_buffer().unwrap();
             assert_eq!(first.len(), 8);
         }
@@ -229,9 +305,38 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let read_only = File::open(&path).unwrap();
         let mut writer = BackgroundWriter::spawn(&read_only, 4).unwrap();
-        writer.submit(vec![1u8; 4], 4, 0).unwrap();
+        writer
+            .submit(vec![1u8; 4], vec![Piece::Buffer(0..4)], 0)
+            .unwrap();
         assert!(writer.wait().is_err());
         assert!(writer.take_buffer().is_err());
-        assert!(writer.submit(vec![1u8; 4], 4, 0).is_err());
+        assert!(writer
+            .submit(vec![1u8; 4], vec![Piece::Buffer(0..4)], 0)
+            .is_err());
+    }
+
+    #[test]
+    fn pieces_beyond_one_pwritev_land_back_to_back() {
+        use std::sync::Arc;
+        let file = tempfile::tempfile().unwrap();
+        let mut writer = BackgroundWriter::spawn(&file, 8).unwrap();
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(b"lent".to_vec());
+        // 3 pieces a round, 3 bytes each: more iovecs than one call takes.
+        let rounds = IOV_MAX;
+        let mut pieces = Vec::new();
+        for _ in 0..rounds {
+            pieces.push(Piece::Buffer(2..3));
+            pieces.push(Piece::Lent(Lent::new(Arc::clone(&owner), 1..2).unwrap()));
+            pieces.push(Piece::Zeros(1));
+        }
+        writer.submit(b"abcdefgh".to_vec(), pieces, 5).unwrap();
+        writer.wait().unwrap();
+        drop(writer);
+        let mut back = vec![9u8; 5 + 3 * rounds];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back[..5], &[0; 5]);
+        for chunk in back[5..].chunks(3) {
+            assert_eq!(chunk, b"ce\0");
+        }
     }
 }

@@ -2,23 +2,28 @@
 //!
 //! Each file's bytes are read once and written once, straight to their final
 //! blocks: consecutive blocks (of one file or of consecutive files) are
-//! gathered into one large buffer and written with a single positioned
-//! write, on a thread of its own ([`super::background`]). Blocks that are
-//! all zeros become holes, as `mke2fs -d` makes them.
+//! gathered into one large write, made on a thread of its own
+//! ([`super::background`]). A block is gathered either as bytes copied into
+//! our buffer or, when the stream lends them ([`LendingRead`]), as the lent
+//! bytes themselves, which the kernel then copies straight into the image.
+//! Blocks that are all zeros become holes, as `mke2fs -d` makes them.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
 
-use super::background::BackgroundWriter;
+use super::background::{BackgroundWriter, Piece};
 use crate::alloc::BlockAllocator;
 use crate::spec::{BLOCK_SIZE, EXT_INIT_MAX_LEN, MAX_FILE_SIZE};
-use crate::tree::{ContentSource, PlacedData, PlacedExtent};
+use crate::tree::{ContentSource, LendingRead, Lent, PlacedData, PlacedExtent};
 
 /// Bytes gathered before one write.
 const WRITE_BUFFER: usize = 1 << 20;
-/// A buffer's length: the gathered blocks and the block being filled.
+/// A buffer's length: the copied blocks and the block being filled.
 const BUFFER_LEN: usize = WRITE_BUFFER + BLOCK_SIZE as usize;
+/// Pieces gathered before one write: a write of many small lent files
+/// is cut here rather than at [`WRITE_BUFFER`] bytes.
+const MAX_PIECES: usize = 1024;
 
 /// Why a file could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +56,22 @@ pub enum DataError {
 /// Writes file data into the image through a bump allocator.
 #[derive(Debug)]
 pub struct DataWriter {
-    /// Blocks gathered for one write ([`BUFFER_LEN`] bytes); the
-    /// `BLOCK_SIZE` bytes past `committed` are the block being filled.
+    /// Copied blocks gathered for the next write ([`BUFFER_LEN`] bytes);
+    /// the `BLOCK_SIZE` bytes past `used` are the block being filled.
     buffer: Vec<u8>,
-    /// Bytes of `buffer` that hold allocated blocks.
-    committed: usize,
-    /// Physical block of `buffer[0]`.
-    buffer_start: u64,
+    /// Bytes of `buffer` that hold gathered blocks.
+    used: usize,
+    /// The gathered blocks, in physical order from `batch_start`.
+    pieces: Vec<Piece>,
+    /// Physical block of the first gathered block.
+    batch_start: u64,
+    /// Blocks gathered.
+    batch_blocks: u64,
+    /// The lent pieces of the block being lent, until it is committed.
+    block_pieces: Vec<Lent>,
     /// Every run handed to a file, live or not, for dead-block accounting.
     written: Vec<PlacedExtent>,
-    /// Writes full buffers; started by the first.
+    /// Writes full batches; started by the first.
     writer: Option<BackgroundWriter>,
 }
 
@@ -68,12 +79,25 @@ impl Default for DataWriter {
     fn default() -> Self {
         Self {
             buffer: vec![0u8; BUFFER_LEN],
-            committed: 0,
-            buffer_start: 0,
+            used: 0,
+            pieces: Vec::new(),
+            batch_start: 0,
+            batch_blocks: 0,
+            block_pieces: Vec::new(),
             written: Vec::new(),
             writer: None,
         }
     }
+}
+
+/// How a block offered for lending was taken.
+enum Lending {
+    /// Its bytes are in `block_pieces`.
+    Lent,
+    /// The stream stopped lending partway: its bytes are in the slot.
+    Copied,
+    /// The stream does not lend; nothing was consumed.
+    Refused,
 }
 
 impl DataWriter {
@@ -88,7 +112,7 @@ impl DataWriter {
         &mut self,
         image: &File,
         alloc: &mut BlockAllocator,
-        reader: &mut dyn Read,
+        reader: &mut dyn LendingRead,
         size: u64,
         data_ranges: &[Range<u64>],
     ) -> Result<PlacedData, DataError> {
@@ -103,7 +127,7 @@ impl DataWriter {
         };
         let mut previous_end = 0;
         let mut current: Option<u64> = None;
-        for range in data_ranges {
+        for (i, range) in data_ranges.iter().enumerate() {
             if range.start < previous_end || range.start > range.end || range.end > size {
                 return Err(DataError::BadRanges {
                     start: range.start,
@@ -112,13 +136,33 @@ impl DataWriter {
                 });
             }
             previous_end = range.end;
+            let next_start = data_ranges.get(i + 1).map_or(u64::MAX, |r| r.start);
             let mut pos = range.start;
             while pos < range.end {
                 let logical = pos / BLOCK_SIZE;
                 let offset = (pos % BLOCK_SIZE) as usize;
+                let n = (BLOCK_SIZE as usize - offset).min((range.end - pos) as usize);
                 if current != Some(logical) {
-                    if let Some(done) = current {
-                        self.commit_block(image, alloc, done, &mut placed)?;
+                    if let Some(done) = current.take() {
+                        self.commit_slot(image, alloc, done, &mut placed)?;
+                    }
+                    // A block whose data is this range's alone, from the
+                    // block's first byte, can be lent whole.
+                    let alone = next_start >= (logical + 1) * BLOCK_SIZE;
+                    if offset == 0 && (n == BLOCK_SIZE as usize || alone) {
+                        match self.lend_block(reader, n)? {
+                            Lending::Lent => {
+                                self.commit_lent(image, alloc, logical, n, &mut placed)?;
+                                pos += n as u64;
+                                continue;
+                            }
+                            Lending::Copied => {
+                                current = Some(logical);
+                                pos += n as u64;
+                                continue;
+                            }
+                            Lending::Refused => {}
+                        }
                     }
                     current = Some(logical);
                     // The slot holds an earlier block's bytes: zero it
@@ -127,7 +171,6 @@ impl DataWriter {
                         self.slot().fill(0);
                     }
                 }
-                let n = (BLOCK_SIZE as usize - offset).min((range.end - pos) as usize);
                 let slot = self.slot();
                 reader
                     .read_exact(&mut slot[offset..offset + n])
@@ -136,7 +179,7 @@ impl DataWriter {
             }
         }
         if let Some(done) = current {
-            self.commit_block(image, alloc, done, &mut placed)?;
+            self.commit_slot(image, alloc, done, &mut placed)?;
         }
         Ok(placed)
     }
@@ -158,51 +201,134 @@ impl DataWriter {
         self.store(image, alloc, &mut reader, source.len(), &ranges)
     }
 
-    /// The block being filled, past the committed blocks.
+    /// The block being filled, past the gathered blocks.
     fn slot(&mut self) -> &mut [u8] {
-        &mut self.buffer[self.committed..self.committed + BLOCK_SIZE as usize]
+        &mut self.buffer[self.used..self.used + BLOCK_SIZE as usize]
     }
 
-    /// Gives the filled slot a physical block, or drops it as a hole.
-    fn commit_block(
+    /// Asks `reader` to lend the block's first `n` bytes.
+    fn lend_block(&mut self, reader: &mut dyn LendingRead, n: usize) -> Result<Lending, DataError> {
+        self.block_pieces.clear();
+        let mut got = 0;
+        while got < n {
+            match reader.lend(n - got).map_err(DataError::Read)? {
+                Some(lent) if lent.is_empty() => {
+                    return Err(DataError::Read(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Some(lent) if lent.len() > n - got => {
+                    return Err(DataError::Read(io::Error::other(
+                        "the stream lent more bytes than asked",
+                    )))
+                }
+                Some(lent) => {
+                    got += lent.len();
+                    self.block_pieces.push(lent);
+                }
+                None if got == 0 => return Ok(Lending::Refused),
+                None => {
+                    // Copy what was lent; read the rest.
+                    let pieces = std::mem::take(&mut self.block_pieces);
+                    let slot = self.slot();
+                    let mut at = 0;
+                    for lent in &pieces {
+                        slot[at..at + lent.len()].copy_from_slice(lent.bytes());
+                        at += lent.len();
+                    }
+                    slot[n..].fill(0);
+                    reader
+                        .read_exact(&mut slot[got..n])
+                        .map_err(DataError::Read)?;
+                    return Ok(Lending::Copied);
+                }
+            }
+        }
+        Ok(Lending::Lent)
+    }
+
+    /// Gathers the lent block (its `n` bytes, zeros after), or drops it as
+    /// a hole.
+    fn commit_lent(
+        &mut self,
+        image: &File,
+        alloc: &mut BlockAllocator,
+        logical: u64,
+        n: usize,
+        placed: &mut PlacedData,
+    ) -> Result<(), DataError> {
+        if self.block_pieces.iter().all(|lent| is_zero(lent.bytes())) {
+            self.block_pieces.clear();
+            return Ok(()); // A hole.
+        }
+        self.place_block(image, alloc, logical, placed)?;
+        self.pieces
+            .extend(self.block_pieces.drain(..).map(Piece::Lent));
+        if n < BLOCK_SIZE as usize {
+            self.pieces.push(Piece::Zeros(BLOCK_SIZE as usize - n));
+        }
+        self.end_block(image)
+    }
+
+    /// Gathers the filled slot, or drops it as a hole.
+    fn commit_slot(
         &mut self,
         image: &File,
         alloc: &mut BlockAllocator,
         logical: u64,
         placed: &mut PlacedData,
     ) -> Result<(), DataError> {
-        if self.buffer[self.committed..self.committed + BLOCK_SIZE as usize]
-            .iter()
-            .all(|&b| b == 0)
-        {
+        if is_zero(&self.buffer[self.used..self.used + BLOCK_SIZE as usize]) {
             return Ok(()); // A hole: the slot is reused.
         }
+        self.place_block(image, alloc, logical, placed)?;
+        let block = self.used..self.used + BLOCK_SIZE as usize;
+        match self.pieces.last_mut() {
+            Some(Piece::Buffer(previous)) if previous.end == block.start => {
+                previous.end = block.end
+            }
+            _ => self.pieces.push(Piece::Buffer(block)),
+        }
+        self.used += BLOCK_SIZE as usize;
+        self.end_block(image)
+    }
+
+    /// Gives the next gathered block a physical block, writing out what was
+    /// gathered first when the new block does not follow on from it.
+    fn place_block(
+        &mut self,
+        image: &File,
+        alloc: &mut BlockAllocator,
+        logical: u64,
+        placed: &mut PlacedData,
+    ) -> Result<(), DataError> {
         let physical = alloc
             .alloc(1)
             .expect("the allocator has no limit while file data streams in")
             .start;
-        let contiguous =
-            self.buffer_start + (self.committed / BLOCK_SIZE as usize) as u64 == physical;
-        if self.committed > 0 && !contiguous {
-            // Write what precedes the slot; the slot moves to the front.
-            self.flush_committed(image)?;
+        if self.batch_blocks > 0 && self.batch_start + self.batch_blocks != physical {
+            self.flush_batch(image)?;
         }
-        if self.committed == 0 {
-            self.buffer_start = physical;
+        if self.batch_blocks == 0 {
+            self.batch_start = physical;
         }
-        self.committed += BLOCK_SIZE as usize;
+        self.batch_blocks += 1;
         extend_runs(&mut placed.extents, logical, physical);
         extend_runs(&mut self.written, logical, physical);
-        if self.committed >= WRITE_BUFFER {
-            self.flush_committed(image)?;
+        Ok(())
+    }
+
+    /// Writes the batch out once it is large enough.
+    fn end_block(&mut self, image: &File) -> Result<(), DataError> {
+        if self.batch_blocks * BLOCK_SIZE >= WRITE_BUFFER as u64 || self.pieces.len() >= MAX_PIECES
+        {
+            self.flush_batch(image)?;
         }
         Ok(())
     }
 
-    /// Hands the committed blocks to the writer thread and goes on in
+    /// Hands the gathered blocks to the writer thread and goes on in
     /// another buffer, the block being filled moved to its front.
-    fn flush_committed(&mut self, image: &File) -> Result<(), DataError> {
-        if self.committed == 0 {
+    fn flush_batch(&mut self, image: &File) -> Result<(), DataError> {
+        if self.batch_blocks == 0 {
             return Ok(());
         }
         let writer = match &mut self.writer {
@@ -212,24 +338,31 @@ impl DataWriter {
                 .insert(BackgroundWriter::spawn(image, BUFFER_LEN).map_err(DataError::Write)?),
         };
         let mut next = writer.take_buffer().map_err(DataError::Write)?;
-        let slot = self.committed..self.committed + BLOCK_SIZE as usize;
+        let slot = self.used..self.used + BLOCK_SIZE as usize;
         next[..BLOCK_SIZE as usize].copy_from_slice(&self.buffer[slot]);
         let full = std::mem::replace(&mut self.buffer, next);
+        let pieces = std::mem::take(&mut self.pieces);
         writer
-            .submit(full, self.committed, self.buffer_start * BLOCK_SIZE)
+            .submit(full, pieces, self.batch_start * BLOCK_SIZE)
             .map_err(DataError::Write)?;
-        self.committed = 0;
+        self.used = 0;
+        self.batch_blocks = 0;
         Ok(())
     }
 
     /// Writes out everything gathered so far and waits until it is written.
     pub fn flush(&mut self, image: &File) -> Result<(), DataError> {
-        self.flush_committed(image)?;
+        self.flush_batch(image)?;
         match &mut self.writer {
             Some(writer) => writer.wait().map_err(DataError::Write),
             None => Ok(()),
         }
     }
+}
+
+/// Whether every byte is zero (a block that can be a hole).
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// Appends a block to a list of runs, merging it into the last run when
@@ -259,6 +392,8 @@ struct SourceReader<'a> {
     pos: u64,
 }
 
+impl LendingRead for SourceReader<'_> {}
+
 impl Read for SourceReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while let Some(range) = self.ranges.get(self.index) {
@@ -286,6 +421,7 @@ mod tests {
     use super::*;
     use crate::alloc::SuperblockAreas;
     use std::os::unix::fs::FileExt;
+    use std::sync::Arc;
 
     fn setup() -> (tempfile::NamedTempFile, BlockAllocator, DataWriter) {
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -390,6 +526,131 @@ mod tests {
                     .all(|&b| b == (extent.logical_block + i + 1) as u8));
             }
         }
+    }
+
+    /// Lends `chunk` bytes at a time out of shared memory, and copies once
+    /// `lends_left` runs out.
+    struct Lender {
+        bytes: Arc<dyn AsRef<[u8]> + Send + Sync>,
+        pos: usize,
+        chunk: usize,
+        lends_left: usize,
+        lent: usize,
+    }
+
+    impl Lender {
+        fn new(data: &[u8], chunk: usize, lends_left: usize) -> Self {
+            Self {
+                bytes: Arc::new(data.to_vec()),
+                pos: 0,
+                chunk,
+                lends_left,
+                lent: 0,
+            }
+        }
+    }
+
+    impl Read for Lender {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = (&(*self.bytes).as_ref()[self.pos..]).read(buf)?;
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    impl LendingRead for Lender {
+        fn lend(&mut self, max: usize) -> io::Result<Option<Lent>> {
+            if self.lends_left == 0 {
+                return Ok(None);
+            }
+            self.lends_left -= 1;
+            let end = (self.pos + max.min(self.chunk)).min((*self.bytes).as_ref().len());
+            let lent = Lent::new(Arc::clone(&self.bytes), self.pos..end).unwrap();
+            self.lent += lent.len();
+            self.pos = end;
+            Ok(Some(lent))
+        }
+    }
+
+    fn block_at(file: &tempfile::NamedTempFile, physical: u64) -> Vec<u8> {
+        let mut back = vec![0u8; BLOCK_SIZE as usize];
+        file.as_file()
+            .read_exact_at(&mut back, physical * BLOCK_SIZE)
+            .unwrap();
+        back
+    }
+
+    #[test]
+    fn lent_blocks_get_zero_tails_and_zero_lent_blocks_become_holes() {
+        let (file, mut alloc, mut writer) = setup();
+        let block = BLOCK_SIZE as usize;
+        let mut data = vec![7u8; 3 * block - 100];
+        data[block..2 * block].fill(0);
+        // Pieces of 1000 bytes: every block comes in several, across blocks.
+        let mut lender = Lender::new(&data, 1000, usize::MAX);
+        let len = data.len() as u64;
+        let placed = writer
+            .store(file.as_file(), &mut alloc, &mut lender, len, &[0..len])
+            .unwrap();
+        writer.flush(file.as_file()).unwrap();
+        assert_eq!(lender.lent, data.len(), "every byte was lent");
+        let logical: Vec<u64> = placed.extents.iter().map(|e| e.logical_block).collect();
+        assert_eq!(logical, [0, 2]);
+        assert_eq!(
+            block_at(&file, placed.extents[0].physical_block),
+            vec![7u8; block]
+        );
+        let last = block_at(&file, placed.extents[1].physical_block);
+        assert_eq!(&last[..block - 100], &data[2 * block..]);
+        assert!(is_zero(&last[block - 100..]));
+    }
+
+    #[test]
+    fn small_lent_files_beyond_one_batch_of_pieces_land_in_their_blocks() {
+        let (file, mut alloc, mut writer) = setup();
+        let files = 3 * MAX_PIECES;
+        let mut placements = Vec::new();
+        for i in 0..files {
+            // Each file's last byte is not zero, so no block is a hole.
+            let data = [(i % 251) as u8, 1 + (i % 254) as u8];
+            let mut lender = Lender::new(&data, usize::MAX, usize::MAX);
+            placements.push(
+                writer
+                    .store(file.as_file(), &mut alloc, &mut lender, 2, &[0..2])
+                    .unwrap(),
+            );
+            // A stale byte under the zero tail would show in the read-back.
+            writer.buffer.fill(0xee);
+        }
+        writer.flush(file.as_file()).unwrap();
+        for (i, placed) in placements.iter().enumerate() {
+            let back = block_at(&file, placed.extents[0].physical_block);
+            assert_eq!(&back[..2], &[(i % 251) as u8, 1 + (i % 254) as u8]);
+            assert!(is_zero(&back[2..]), "file {i}");
+        }
+    }
+
+    #[test]
+    fn a_stream_that_stops_lending_partway_is_copied_for_the_rest() {
+        let (file, mut alloc, mut writer) = setup();
+        let data: Vec<u8> = (0..2 * BLOCK_SIZE as usize + 10)
+            .map(|i| (i % 200) as u8 + 1)
+            .collect();
+        let mut lender = Lender::new(&data, 1000, 3);
+        let len = data.len() as u64;
+        let placed = writer
+            .store(file.as_file(), &mut alloc, &mut lender, len, &[0..len])
+            .unwrap();
+        writer.flush(file.as_file()).unwrap();
+        assert_eq!(lender.lent, 3000);
+        let mut back = Vec::new();
+        for extent in &placed.extents {
+            for i in 0..extent.len {
+                back.extend(block_at(&file, extent.physical_block + i));
+            }
+        }
+        assert_eq!(&back[..data.len()], &data[..]);
+        assert!(is_zero(&back[data.len()..]));
     }
 
     #[test]
