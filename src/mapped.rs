@@ -9,8 +9,14 @@
 //! out of this one, the other hands each window the reader is done with to
 //! a [`ByteSink`] and unmaps it. The reader's thread only copies.
 //!
+//! The reader also lends its bytes ([`LendingRead`]): the image's writer
+//! then writes file data straight from the map, and the flattener does not
+//! copy it at all. A lent window stays mapped until the last of its lent
+//! bytes has been written.
+//!
 //! Memory: at most [`WINDOWS_IN_FLIGHT`] windows of [`WINDOW`] bytes are
-//! mapped at once, whatever the range's length.
+//! mapped at once, whatever the range's length, besides windows whose
+//! bytes were lent and wait in the image writer's queue (a few MiB).
 //!
 //! A mapped file that another process truncates below a mapped window
 //! raises SIGBUS on the next access to the lost pages. The file's length
@@ -21,8 +27,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use banger_ext4::tree::{LendingRead, Lent};
 use memmap2::{Mmap, MmapOptions};
 
 /// Bytes mapped at a time.
@@ -40,15 +48,22 @@ pub trait ByteSink: Send + 'static {
     fn finish(&mut self);
 }
 
-/// One mapped window and how many of its bytes belong to the range.
+/// One mapped window and how many of its bytes belong to the range;
+/// unmapped when dropped.
 struct Window {
     map: Mmap,
     len: usize,
 }
 
+impl AsRef<[u8]> for Window {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[..self.len]
+    }
+}
+
 /// What the reader sends its sink thread.
 enum Spent {
-    Window(Window),
+    Window(Arc<Window>),
     End,
 }
 
@@ -57,7 +72,7 @@ pub struct MappedReader {
     /// Windows in order, from the mapping thread; closed after the last.
     windows: Receiver<io::Result<Window>>,
     /// The window being read and the offset of the next byte in it.
-    current: Option<(Window, usize)>,
+    current: Option<(Arc<Window>, usize)>,
     /// Windows read out, to the sink thread.
     spent: Option<SyncSender<Spent>>,
     sink: Option<JoinHandle<()>>,
@@ -121,7 +136,7 @@ impl MappedReader {
         }
         match self.windows.recv() {
             Ok(Ok(window)) => {
-                self.current = Some((window, 0));
+                self.current = Some((Arc::new(window), 0));
                 Ok(true)
             }
             Ok(Err(error)) => {
@@ -148,30 +163,62 @@ impl MappedReader {
     }
 }
 
-impl Read for MappedReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl MappedReader {
+    /// The next `max` (> 0) bytes or fewer, within one window, handed to
+    /// `take` with the window and the offset in it; `None` at the end.
+    fn next_bytes<T>(
+        &mut self,
+        max: usize,
+        take: impl FnOnce(&Arc<Window>, std::ops::Range<usize>) -> T,
+    ) -> io::Result<Option<T>> {
         if let Some(kind) = self.failed {
             return Err(io::Error::new(
                 kind,
                 "an earlier read of the mapped file failed",
             ));
         }
-        if buf.is_empty() || self.finished {
-            return Ok(0);
+        if self.finished {
+            return Ok(None);
         }
         loop {
             if let Some((window, at)) = &mut self.current {
-                let n = (window.len - *at).min(buf.len());
+                let n = (window.len - *at).min(max);
                 if n > 0 {
-                    buf[..n].copy_from_slice(&window.map[*at..*at + n]);
+                    let range = *at..*at + n;
                     *at += n;
-                    return Ok(n);
+                    return Ok(Some(take(window, range)));
                 }
             }
             if !self.advance()? {
-                return Ok(0);
+                return Ok(None);
             }
         }
+    }
+}
+
+impl Read for MappedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let copied = self.next_bytes(buf.len(), |window, range| {
+            buf[..range.len()].copy_from_slice(&window.map[range.clone()]);
+            range.len()
+        })?;
+        Ok(copied.unwrap_or(0))
+    }
+}
+
+impl LendingRead for MappedReader {
+    fn lend(&mut self, max: usize) -> io::Result<Option<Lent>> {
+        if max == 0 {
+            return Ok(Some(Lent::empty()));
+        }
+        let lent = self.next_bytes(max, |window, range| {
+            let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::clone(window) as _;
+            Lent::new(owner, range).expect("a range within the window's bytes")
+        })?;
+        Ok(Some(lent.unwrap_or_else(Lent::empty)))
     }
 }
 
@@ -236,7 +283,7 @@ fn map_window(file: &File, pos: u64, len: u64) -> io::Result<Window> {
 fn drain(mut sink: Box<dyn ByteSink>, spent: &Receiver<Spent>) {
     while let Ok(message) = spent.recv() {
         match message {
-            Spent::Window(window) => sink.update(&window.map[..window.len]),
+            Spent::Window(window) => sink.update((*window).as_ref()),
             Spent::End => {
                 sink.finish();
                 return;

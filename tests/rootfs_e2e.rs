@@ -1045,6 +1045,57 @@ fn tar_file_plain_gzip_and_zstd() {
 /// The layers' own os-release is read back from the image being written
 /// (its data is already in place when the guest is prepared), so first
 /// boot's warning names a distribution it does not know.
+/// A plain `tar:` file is read through 2 MiB memory-mapped windows, and
+/// its file data is lent to the image writer rather than copied: files
+/// that straddle windows, end mid-block, are exactly a block, hold zero
+/// blocks (holes) or a single byte all land intact, among hundreds of
+/// small ones whose tails are zeros the writer adds.
+#[test]
+fn tar_file_data_lent_from_its_map_lands_intact() {
+    const MIB: usize = 1 << 20;
+    let mut with_holes = noise(3 * 4096 + 700, 21);
+    with_holes[4096..3 * 4096].fill(0);
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("big/five-mib".into(), noise(5 * MIB + 123, 11)),
+        ("big/two-mib-less-one".into(), noise(2 * MIB - 1, 12)),
+        ("big/two-mib-and-one".into(), noise(2 * MIB + 1, 13)),
+        ("edge/empty".into(), Vec::new()),
+        ("edge/one".into(), vec![0x5a]),
+        ("edge/zero-byte".into(), vec![0]),
+        ("edge/block".into(), noise(4096, 14)),
+        ("edge/block-and-one".into(), noise(4097, 15)),
+        ("edge/with-holes".into(), with_holes),
+    ];
+    for i in 0..400 {
+        files.push((
+            format!("small/f{i:03}"),
+            noise(1 + i * 37 % 9000, 100 + i as u64),
+        ));
+    }
+    let mut t = LayerTar::new();
+    let mut e = Expected::new();
+    for dir in ["big", "edge", "small"] {
+        t.dir(dir, 0o755);
+        e.dir(dir, 0o755);
+    }
+    for (path, data) in &files {
+        t.file(path, 0o644, data);
+        e.file(path, 0o644, data);
+    }
+    let tar = t.finish();
+    assert!(tar.len() > 6 * MIB, "the tar spans several map windows");
+    let work = Work::new();
+    let file = work.path("lent.tar");
+    fs::write(&file, &tar).unwrap();
+    let (img, output) = work.rootfs(
+        &format!("tar:{}", file.display()),
+        "lent.ext4",
+        &["--size", "64M", "--no-agents"],
+        None,
+    );
+    assert_built(&output, &img, &e.tree());
+}
+
 #[test]
 fn an_unknown_distribution_in_the_layers_is_warned_about() {
     let work = Work::new();

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::sync::{Arc, OnceLock};
 
+use banger_ext4::tree::{Copying, LendingRead, Lent};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::progress::{Progress, ProgressEvent};
@@ -15,8 +16,8 @@ use crate::source::{BlobLocation, LayerRef, SourceError};
 
 /// A layer's tar stream as [`open_layer`] returns it.
 pub(super) struct OpenedLayer {
-    /// The tar, verified as it is read.
-    pub(super) reader: Box<dyn Read + Send>,
+    /// The tar, verified as it is read; a mapped tar lends its bytes.
+    pub(super) reader: Box<dyn LendingRead + Send>,
     /// The tar's XXH3-128 hash when asked for, there once `reader` reached its end.
     pub(super) content_digest: Option<ContentDigest>,
 }
@@ -102,7 +103,7 @@ pub(super) fn open_layer(
         ))
     };
     Ok(OpenedLayer {
-        reader,
+        reader: Box::new(Copying(reader)),
         content_digest,
     })
 }
@@ -173,9 +174,9 @@ impl<R> ProgressReader<R> {
     }
 }
 
-impl<R: Read> Read for ProgressReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+impl<R> ProgressReader<R> {
+    /// Counts `n` bytes read (0 at the end).
+    fn count(&mut self, n: usize) {
         self.unreported += n as u64;
         if self.unreported >= Self::STEP || (n == 0 && self.unreported > 0) {
             self.progress.report(ProgressEvent::Read {
@@ -183,7 +184,24 @@ impl<R: Read> Read for ProgressReader<R> {
                 bytes: std::mem::take(&mut self.unreported),
             });
         }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count(n);
         Ok(n)
+    }
+}
+
+impl<R: LendingRead> LendingRead for ProgressReader<R> {
+    fn lend(&mut self, max: usize) -> std::io::Result<Option<Lent>> {
+        let lent = self.inner.lend(max)?;
+        if let Some(lent) = &lent {
+            self.count(lent.len());
+        }
+        Ok(lent)
     }
 }
 

@@ -238,7 +238,7 @@ fn write_image(
             count: image.layers.len(),
         });
         flattener
-            .apply_layer(&flatten_label(layer), &mut opened_layer.reader)
+            .apply_layer_lending(&flatten_label(layer), &mut opened_layer.reader)
             .map_err(stream_or_flatten_error)?;
         if let Some(digest) = opened_layer.content_digest {
             let digest = digest
