@@ -149,7 +149,7 @@ pub fn measure(
         // Each tool's previous image goes before the sync, as banger's does
         // in run_banger: freeing it (and the mount's discards) is not timed.
         let _ = fs::remove_file(&mkfs_image);
-        settle();
+        settle(&project)?;
         let start = Instant::now();
         crate::seed::mkfs(&project, &mkfs_image, size)?;
         result
@@ -157,7 +157,7 @@ pub fn measure(
             .push(Timed::then_fsync(start.elapsed(), &mkfs_image)?);
         if let Some(tar2ext4) = tar2ext4 {
             let _ = fs::remove_file(&tar2ext4_image);
-            settle();
+            settle(&tar)?;
             let start = Instant::now();
             output(
                 Command::new(tar2ext4)
@@ -271,7 +271,7 @@ fn count_entries(dir: &Path) -> io::Result<u64> {
 /// One `banger rootfs tar:TAR -o IMAGE --no-agents`, after [`settle`].
 fn run_banger(banger: &Path, tar: &Path, image: &Path) -> io::Result<crate::measure::ChildRun> {
     let _ = fs::remove_file(image);
-    settle();
+    settle(tar)?;
     run_child(
         Command::new(banger)
             .arg("rootfs")
@@ -284,10 +284,27 @@ fn run_banger(banger: &Path, tar: &Path, image: &Path) -> io::Result<crate::meas
 }
 
 /// Writes out what earlier runs left dirty, so that no tool pays for
-/// another's writeback: each writes 700 MB here.
-fn settle() {
+/// another's writeback (each writes 900 MB here), then reads the next
+/// tool's input (a file, or every file of a tree), so that none pays for
+/// reading it from the disk: this VM's host pages out cold page cache
+/// (DAMON) within the seconds the other tools take.
+fn settle(input: &Path) -> io::Result<()> {
     // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };
+    read_all(input)
+}
+
+/// Reads `path` to its end, or every regular file below it.
+fn read_all(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            read_all(&entry?.path())?;
+        }
+    } else if meta.is_file() {
+        io::copy(&mut File::open(path)?, &mut io::sink())?;
+    }
+    Ok(())
 }
 
 impl SmallFiles {
