@@ -25,6 +25,7 @@ use crate::write::inode_table::InodeTables;
 use crate::write::inodes::{write_xattr_blocks, InodeWriter};
 use crate::write::journal::write_journal;
 use crate::write::punch::punch_dead_data;
+use crate::write::queue::WriteQueue;
 use crate::write::MetadataWriter;
 
 mod content;
@@ -110,7 +111,9 @@ impl ImageBuilder {
         let fs_seed = crate::checksum::fs_seed(&self.options.uuid);
         let inodes = InodeMap::assign(tree)?;
         let contents = self.place_sources(tree, &inodes)?;
-        self.data.flush(&self.image)?;
+        // The last data goes out while the metadata is planned; waited for
+        // before the holes are punched.
+        self.data.submit(&self.image)?;
 
         let hash = HashParams::from_seed_bytes(self.options.hash_seed, HashVersion::HalfMd4, false);
         let encoder = DirEncoder {
@@ -137,6 +140,7 @@ impl ImageBuilder {
             alloc: &mut self.alloc,
             used: UsedBlocks::default(),
             fs_seed,
+            queue: WriteQueue::new(),
         };
         for g in (0..geometry.group_count).filter(|&g| group_has_super(g)) {
             w.used.push(Run {
@@ -148,7 +152,7 @@ impl ImageBuilder {
         for &run in &fixed.runs {
             w.used.push(run);
         }
-        let journal = write_journal(&w, &geometry, &fixed, &self.options)?;
+        let journal = write_journal(&mut w, &geometry, &fixed, &self.options)?;
         let xattr_blocks = write_xattr_blocks(&mut w, &plans.xattr_blocks)?;
         let writer = InodeWriter {
             tree,
@@ -158,12 +162,14 @@ impl ImageBuilder {
             timestamp: self.options.timestamp,
         };
         let mut tables = InodeTables::new(&geometry, &fixed.groups);
-        tables.put(w.image, EXT4_JOURNAL_INO, &journal)?;
+        tables.put(&mut w, EXT4_JOURNAL_INO, &journal)?;
         for plan in plans.iter() {
             let inode = writer.write(&mut w, plan)?;
-            tables.put(w.image, plan.ino, &inode)?;
+            tables.put(&mut w, plan.ino, &inode)?;
         }
-        tables.flush(w.image)?;
+        tables.flush(&mut w)?;
+        w.flush()?;
+        self.data.flush(&self.image)?;
         let span = Span {
             predicted,
             written: w.alloc.high_water(),

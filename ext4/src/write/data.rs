@@ -350,6 +350,12 @@ impl DataWriter {
         Ok(())
     }
 
+    /// Hands everything gathered so far to the writer thread, without
+    /// waiting for it to be written.
+    pub fn submit(&mut self, image: &File) -> Result<(), DataError> {
+        self.flush_batch(image)
+    }
+
     /// Writes out everything gathered so far and waits until it is written.
     pub fn flush(&mut self, image: &File) -> Result<(), DataError> {
         self.flush_batch(image)?;

@@ -1,15 +1,14 @@
 //! Inode tables, written a group at a time.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use zerocopy::IntoBytes;
 
-use crate::error::{io_error, BuildError};
+use crate::error::BuildError;
 use crate::format::Ext4Inode;
 use crate::geometry::Geometry;
 use crate::plan::layout::GroupLayout;
-use crate::spec::{BLOCK_SIZE, INODE_SIZE};
+use crate::spec::INODE_SIZE;
+
+use super::MetadataWriter;
 
 /// Gathers one group's inodes at a time into a single table write.
 pub(crate) struct InodeTables<'a> {
@@ -32,14 +31,14 @@ impl<'a> InodeTables<'a> {
     /// Places inode `ino`; inodes must come group by group.
     pub(crate) fn put(
         &mut self,
-        image: &File,
+        w: &mut MetadataWriter,
         ino: u32,
         inode: &Ext4Inode,
     ) -> Result<(), BuildError> {
         let index = u64::from(ino - 1);
         let group = index / self.geometry.inodes_per_group;
         if self.group != Some(group) {
-            self.write_group(image)?;
+            self.write_group(w)?;
             self.group = Some(group);
         }
         let offset = ((index % self.geometry.inodes_per_group) * INODE_SIZE) as usize;
@@ -51,18 +50,17 @@ impl<'a> InodeTables<'a> {
         Ok(())
     }
 
-    fn write_group(&mut self, image: &File) -> Result<(), BuildError> {
+    fn write_group(&mut self, w: &mut MetadataWriter) -> Result<(), BuildError> {
         if let Some(group) = self.group.take() {
             let start = self.layout.inode_tables[group as usize];
-            image
-                .write_all_at(&self.buffer, start * BLOCK_SIZE)
-                .map_err(io_error("writing an inode table"))?;
+            w.write_block(start, &self.buffer)?;
             self.buffer.clear();
         }
         Ok(())
     }
 
-    pub(crate) fn flush(mut self, image: &File) -> Result<(), BuildError> {
-        self.write_group(image)
+    /// Queues the last group's table.
+    pub(crate) fn flush(mut self, w: &mut MetadataWriter) -> Result<(), BuildError> {
+        self.write_group(w)
     }
 }

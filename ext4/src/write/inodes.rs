@@ -22,7 +22,7 @@ pub(crate) fn write_xattr_blocks(
     let numbers = w.alloc_blocks(blocks.len() as u64)?;
     for ((block, refcount), &nr) in blocks.iter().zip(&numbers) {
         let bytes = block.finalize(nr, *refcount, w.fs_seed);
-        w.write_block(nr, &bytes[..], "writing an xattr block")?;
+        w.write_block(nr, &bytes[..])?;
     }
     Ok(numbers)
 }
@@ -84,7 +84,7 @@ impl InodeWriter<'_> {
                 let extents = runs_of(&physical);
                 for (run, chunk) in coalesce(&physical).zip(blocks_chunks(&blocks.data, &physical))
                 {
-                    w.write_block(run.start, chunk, "writing a directory")?;
+                    w.write_block(run.start, chunk)?;
                 }
                 let tree_blocks = w.map_with_extents(&extents, owner, &mut fields, "directory")?;
                 fields.size = count * BLOCK_SIZE;
@@ -110,7 +110,7 @@ impl InodeWriter<'_> {
                 let physical = w.alloc_blocks(1)?;
                 let mut block = vec![0u8; BLOCK_SIZE as usize];
                 block[..target.len()].copy_from_slice(target);
-                w.write_block(physical[0], &block, "writing a symlink")?;
+                w.write_block(physical[0], &block)?;
                 let extents = runs_of(&physical);
                 w.map_with_extents(&extents, owner, &mut fields, "symlink")?;
                 fields.size = target.len() as u64;

@@ -17,7 +17,7 @@ use super::MetadataWriter;
 /// Writes the journal superblock and extent tree into the blocks
 /// [`crate::plan::layout::allocate_fixed`] gave the journal; returns its inode.
 pub(crate) fn write_journal(
-    w: &MetadataWriter,
+    w: &mut MetadataWriter,
     geometry: &Geometry,
     fixed: &FixedBlocks,
     options: &Options,
@@ -41,11 +41,7 @@ pub(crate) fn write_journal(
     jsb.s_sequence = 1.into();
     jsb.s_uuid = options.uuid;
     jsb.s_nr_users = 1.into();
-    w.write_block(
-        fixed.journal[0].start,
-        jsb.as_bytes(),
-        "writing the journal",
-    )?;
+    w.write_block(fixed.journal[0].start, jsb.as_bytes())?;
 
     let owner = Owner {
         ino: EXT4_JOURNAL_INO,
@@ -65,11 +61,7 @@ pub(crate) fn write_journal(
     );
     let tree = extent::build(&leaves, &fixed.journal_tree, owner);
     for block in &tree.blocks {
-        w.write_block(
-            block.physical,
-            &block.bytes,
-            "writing the journal's extent tree",
-        )?;
+        w.write_block(block.physical, &block.bytes)?;
     }
     let meta = Metadata::new(0o600, options.timestamp);
     let fields = InodeFields {

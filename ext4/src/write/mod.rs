@@ -14,6 +14,7 @@ use crate::inode::InodeFields;
 use crate::spec::{BLOCK_SIZE, EXT4_EXTENTS_FL};
 use crate::tree::PlacedExtent;
 use crate::write::bitmap::UsedBlocks;
+use crate::write::queue::WriteQueue;
 
 pub(crate) mod background;
 pub(crate) mod bitmap;
@@ -23,6 +24,7 @@ pub(crate) mod inode_table;
 pub(crate) mod inodes;
 pub(crate) mod journal;
 pub(crate) mod punch;
+pub(crate) mod queue;
 pub(crate) mod superblock;
 
 /// Writes metadata blocks into the image, allocating them as it goes and
@@ -32,17 +34,28 @@ pub(crate) struct MetadataWriter<'a> {
     pub(crate) alloc: &'a mut BlockAllocator,
     pub(crate) used: UsedBlocks,
     pub(crate) fs_seed: u32,
+    /// Where the writes go until [`MetadataWriter::flush`].
+    pub(crate) queue: WriteQueue,
 }
 
 impl MetadataWriter<'_> {
-    /// Writes `bytes` at the start of `block`.
-    pub(crate) fn write_block(
-        &self,
-        block: u64,
-        bytes: &[u8],
-        context: &'static str,
-    ) -> Result<(), BuildError> {
-        write_block(self.image, block, bytes, context)
+    /// Queues `bytes` to be written at the start of `block`.
+    pub(crate) fn write_block(&mut self, block: u64, bytes: &[u8]) -> Result<(), BuildError> {
+        self.write_at(block * BLOCK_SIZE, bytes)
+    }
+
+    /// Queues `bytes` to be written at byte `offset`.
+    pub(crate) fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), BuildError> {
+        self.queue
+            .write(self.image, offset, bytes)
+            .map_err(io_error("writing metadata blocks"))
+    }
+
+    /// Writes everything queued and waits until it is written.
+    pub(crate) fn flush(&mut self) -> Result<(), BuildError> {
+        self.queue
+            .flush(self.image)
+            .map_err(io_error("writing metadata blocks"))
     }
 
     /// Allocates `count` blocks, recorded as used.
@@ -72,7 +85,7 @@ impl MetadataWriter<'_> {
         let physical = self.alloc_blocks(extent::tree_blocks_needed(leaves.len()))?;
         let tree = extent::build(&leaves, &physical, owner);
         for block in &tree.blocks {
-            self.write_block(block.physical, &block.bytes, "writing an extent tree block")?;
+            self.write_block(block.physical, &block.bytes)?;
         }
         fields.i_block = tree.i_block;
         fields.flags |= EXT4_EXTENTS_FL;
