@@ -2,17 +2,15 @@
 //!
 //! A plain tar read with `read(2)` is copied twice before it reaches the
 //! image's write buffer: by the kernel into a read-ahead chunk, then from
-//! the chunk into the buffer. Read through a map, it is copied once, from
-//! the page cache into the buffer. What a map costs instead (mapping and
-//! faulting its pages in, hashing them, unmapping) happens on two helper
-//! threads: one maps and populates the next window while the reader copies
-//! out of this one, the other hands each window the reader is done with to
-//! a [`ByteSink`] and unmaps it. The reader's thread only copies.
-//!
-//! The reader also lends its bytes ([`LendingRead`]): the image's writer
-//! then writes file data straight from the map, and the flattener does not
-//! copy it at all. A lent window stays mapped until the last of its lent
-//! bytes has been written.
+//! the chunk into the buffer. Read through a map, its headers are copied
+//! out and its file data is lent ([`LendingRead`]): the image's writer
+//! hands the mapped bytes to the kernel, which copies them once, from the
+//! tar's page cache into the image's. A lent window stays mapped until the
+//! last of its lent bytes has been written. What a map costs instead
+//! (mapping and faulting its pages in, hashing them, unmapping) happens on
+//! two helper threads: one maps and populates the next window while the
+//! reader goes through this one, the other hands each window the reader is
+//! done with to a [`ByteSink`] and lets it go.
 //!
 //! Memory: at most [`WINDOWS_IN_FLIGHT`] windows of [`WINDOW`] bytes are
 //! mapped at once, whatever the range's length, besides windows whose
@@ -150,20 +148,6 @@ impl MappedReader {
         }
     }
 
-    /// Tells the sink the range ended and waits until it has seen it all.
-    fn finish(&mut self) -> io::Result<()> {
-        self.finished = true;
-        if let Some(spent) = self.spent.take() {
-            let _ = spent.send(Spent::End);
-        }
-        match self.sink.take().map(JoinHandle::join) {
-            Some(Err(_)) => Err(io::Error::other("the mapped range's sink thread panicked")),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl MappedReader {
     /// The next `max` (> 0) bytes or fewer, within one window, handed to
     /// `take` with the window and the offset in it; `None` at the end.
     fn next_bytes<T>(
@@ -192,6 +176,18 @@ impl MappedReader {
             if !self.advance()? {
                 return Ok(None);
             }
+        }
+    }
+
+    /// Tells the sink the range ended and waits until it has seen it all.
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished = true;
+        if let Some(spent) = self.spent.take() {
+            let _ = spent.send(Spent::End);
+        }
+        match self.sink.take().map(JoinHandle::join) {
+            Some(Err(_)) => Err(io::Error::other("the mapped range's sink thread panicked")),
+            _ => Ok(()),
         }
     }
 }
@@ -353,6 +349,40 @@ mod tests {
         assert!(finished);
         assert_eq!(sunk, expected);
         assert_eq!(reader.read(&mut [0u8; 10]).unwrap(), 0);
+    }
+
+    #[test]
+    fn lent_bytes_stay_valid_after_the_reader_moved_past_their_window() {
+        let bytes = pattern(WINDOW as usize * 3 + 5_000);
+        let seen = Collect::default();
+        let mut reader = MappedReader::new(
+            file_of(&bytes),
+            100,
+            bytes.len() as u64 - 100,
+            Some(Box::new(seen.clone())),
+        )
+        .unwrap();
+        // Headers copied, data lent, as the flattener reads a tar.
+        let mut head = [0u8; 512];
+        reader.read_exact(&mut head).unwrap();
+        let mut kept = Vec::new();
+        loop {
+            let lent = reader.lend(700_000).unwrap().expect("a mapped file lends");
+            if lent.is_empty() {
+                break;
+            }
+            assert!(lent.len() <= 700_000);
+            kept.push(lent);
+        }
+        // Every window was handed to the sink and let go by the reader.
+        let (sunk, finished) = seen.0.lock().unwrap().clone();
+        assert!(finished);
+        assert_eq!(sunk, &bytes[100..]);
+        let mut back = head.to_vec();
+        for lent in &kept {
+            back.extend_from_slice(lent.bytes());
+        }
+        assert_eq!(back, &bytes[100..]);
     }
 
     #[test]

@@ -33,8 +33,9 @@ pub(super) type ContentDigest = Arc<OnceLock<[u8; 16]>>;
 /// `content_digest` (the UUID of a `tar:` source's image) when asked.
 ///
 /// A plain tar in a file with nothing to verify (a `tar:` file) is the
-/// exception: it is read through memory maps ([`crate::mapped`]) and
-/// hashed on their sink thread. Otherwise, where the tar's hashes are
+/// exception: it is read through memory maps ([`crate::mapped`]), lends
+/// its file data to the image writer, and is hashed on the maps' sink
+/// thread. Otherwise, where the tar's hashes are
 /// computed depends on the compression. A compressed layer's thread is
 /// busy inflating and hashing the stored bytes, so its tar's diff_id (and
 /// content digest) are hashed on the consumer's side; a plain tar's thread
@@ -67,7 +68,8 @@ pub(super) fn open_layer(
         .as_ref()
         .map(|slot| Box::new(ContentHasher::new(Arc::clone(slot))) as Box<dyn ByteSink>);
     if let Some(mapped) = layer.open_mapped_plain_tar(sink)? {
-        // Hashed on the map's own sink thread, so the flattener only copies.
+        // Hashed on the map's own sink thread; the flattener copies only
+        // headers and lends the file data on to the writer.
         return Ok(OpenedLayer {
             reader: Box::new(ProgressReader::new(mapped, progress.clone(), index)),
             content_digest,
