@@ -1,4 +1,5 @@
-//! Writing gathered data blocks on a thread of their own.
+//! Writing gathered blocks (file data, and metadata through
+//! [`super::queue`]) on a thread of their own.
 //!
 //! A buffered write into the image costs the kernel a page-cache copy,
 //! delayed allocation and, with [`start_writeback`], the start of
@@ -32,8 +33,11 @@ static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 /// by the stream they came from (kept valid until written), or zeros.
 #[derive(Debug)]
 pub(crate) enum Piece {
+    /// A range of the job's buffer.
     Buffer(Range<usize>),
+    /// Bytes a stream lent.
     Lent(Lent),
+    /// That many zeros (at most a block).
     Zeros(usize),
 }
 
