@@ -112,6 +112,19 @@ impl BackgroundWriter {
         })
     }
 
+    /// The writer in `slot`, started first (through `image`, with buffers of
+    /// `buffer_len` bytes) if there is none yet.
+    pub(crate) fn started<'a>(
+        slot: &'a mut Option<Self>,
+        image: &File,
+        buffer_len: usize,
+    ) -> io::Result<&'a mut Self> {
+        match slot {
+            Some(writer) => Ok(writer),
+            None => Ok(slot.insert(Self::spawn(image, buffer_len)?)),
+        }
+    }
+
     /// A buffer of `buffer_len` bytes (contents unspecified) to fill next,
     /// waiting for one to come back when all are in use.
     pub(crate) fn take_buffer(&mut self) -> io::Result<Vec<u8>> {

@@ -331,12 +331,8 @@ impl DataWriter {
         if self.batch_blocks == 0 {
             return Ok(());
         }
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self
-                .writer
-                .insert(BackgroundWriter::spawn(image, BUFFER_LEN).map_err(DataError::Write)?),
-        };
+        let writer = BackgroundWriter::started(&mut self.writer, image, BUFFER_LEN)
+            .map_err(DataError::Write)?;
         let mut next = writer.take_buffer().map_err(DataError::Write)?;
         let slot = self.used..self.used + BLOCK_SIZE as usize;
         next[..BLOCK_SIZE as usize].copy_from_slice(&self.buffer[slot]);

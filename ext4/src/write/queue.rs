@@ -66,12 +66,7 @@ impl WriteQueue {
         if self.len == 0 {
             return Ok(());
         }
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self
-                .writer
-                .insert(BackgroundWriter::spawn(image, QUEUE_BUFFER)?),
-        };
+        let writer = BackgroundWriter::started(&mut self.writer, image, QUEUE_BUFFER)?;
         let next = writer.take_buffer()?;
         let full = std::mem::replace(&mut self.buffer, next);
         writer.submit(full, vec![Piece::Buffer(0..self.len)], self.start)?;
