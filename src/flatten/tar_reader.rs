@@ -11,12 +11,16 @@ use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::ops::Range;
 
-use banger_ext4::tree::{LendingRead, Lent, Timestamp};
+use banger_ext4::tree::Timestamp;
 
 use super::error::TarError;
 use super::pax::{parse_records, PaxFields};
 use super::sparse::{self, MAX_SPARSE_ENTRIES};
 use super::tar_header::{gnu_sparse_pairs, Block, Header, BLOCK_SIZE, GNU_SPARSE};
+
+mod entry_data;
+
+pub(crate) use entry_data::EntryData;
 
 /// Largest pax or GNU long-name header accepted (as Go's `archive/tar`).
 const MAX_EXTENDED_HEADER: u64 = 1 << 20;
@@ -437,71 +441,6 @@ impl<R: Read> TarReader<R> {
             return Err(TarError::Truncated);
         }
         Ok(())
-    }
-}
-
-/// A reader over the current entry's remaining data bytes.
-pub(crate) struct EntryData<'a, R>(&'a mut TarReader<R>);
-
-impl<R: Read> Read for EntryData<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let reader = &mut *self.0;
-        if reader.remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(reader.remaining).unwrap_or(usize::MAX));
-        let n = loop {
-            match reader.inner.read(&mut buf[..max]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other?,
-            }
-        };
-        if n == 0 {
-            reader.truncated = true;
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "tar stream ends inside file data",
-            ));
-        }
-        reader.remaining -= n as u64;
-        reader.offset += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: LendingRead> LendingRead for EntryData<'_, R> {
-    fn lend(&mut self, max: usize) -> io::Result<Option<Lent>> {
-        let reader = &mut *self.0;
-        if reader.remaining == 0 || max == 0 {
-            return Ok(Some(Lent::empty()));
-        }
-        let max = max.min(usize::try_from(reader.remaining).unwrap_or(usize::MAX));
-        let lent = loop {
-            match reader.inner.lend(max) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other?,
-            }
-        };
-        let Some(lent) = lent else {
-            return Ok(None);
-        };
-        if lent.is_empty() {
-            reader.truncated = true;
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "tar stream ends inside file data",
-            ));
-        }
-        if lent.len() > max {
-            return Err(io::Error::other(
-                "the tar stream lent more bytes than asked",
-            ));
-        }
-        reader.remaining -= lent.len() as u64;
-        reader.offset += lent.len() as u64;
-        Ok(Some(lent))
     }
 }
 
