@@ -697,6 +697,11 @@ impl Work {
         let output = self.banger(&args, stdin);
         (img, output)
     }
+
+    /// [`Work::rootfs`] of the `tar:` source `file`, with no stdin.
+    fn rootfs_tar(&self, file: &Path, name: &str, extra: &[&str]) -> (PathBuf, Output) {
+        self.rootfs(&format!("tar:{}", file.display()), name, extra, None)
+    }
 }
 
 /// sha256 of a file, streamed (images are sparse and large).
@@ -1026,12 +1031,7 @@ fn tar_file_plain_gzip_and_zstd() {
         if !agents {
             extra.push("--no-agents");
         }
-        let (img, output) = work.rootfs(
-            &format!("tar:{}", file.display()),
-            &format!("{name}.ext4"),
-            &extra,
-            None,
-        );
+        let (img, output) = work.rootfs_tar(&file, &format!("{name}.ext4"), &extra);
         assert_built(&output, &img, &{
             let mut expected = rootfs_tar_expected();
             if agents {
@@ -1087,12 +1087,7 @@ fn tar_file_data_lent_from_its_map_lands_intact() {
     let work = Work::new();
     let file = work.path("lent.tar");
     fs::write(&file, &tar).unwrap();
-    let (img, output) = work.rootfs(
-        &format!("tar:{}", file.display()),
-        "lent.ext4",
-        &["--size", "64M", "--no-agents"],
-        None,
-    );
+    let (img, output) = work.rootfs_tar(&file, "lent.ext4", &["--size", "64M", "--no-agents"]);
     assert_built(&output, &img, &e.tree());
 }
 
@@ -1104,12 +1099,7 @@ fn an_unknown_distribution_in_the_layers_is_warned_about() {
         .file("etc/os-release", 0o644, b"NAME=Plan 9\nID=plan9\n");
     let file = work.path("plan9.tar");
     fs::write(&file, tar.finish()).unwrap();
-    let (img, output) = work.rootfs(
-        &format!("tar:{}", file.display()),
-        "plan9.ext4",
-        &["--size", "64M"],
-        None,
-    );
+    let (img, output) = work.rootfs_tar(&file, "plan9.ext4", &["--size", "64M"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(
@@ -1151,12 +1141,7 @@ fn tar_from_a_fifo() {
         let (fifo, tar) = (fifo.clone(), rootfs_tar());
         std::thread::spawn(move || fs::write(fifo, tar))
     };
-    let (img, output) = work.rootfs(
-        &format!("tar:{}", fifo.display()),
-        "fifo.ext4",
-        &["--size", "64M", "--no-agents"],
-        None,
-    );
+    let (img, output) = work.rootfs_tar(&fifo, "fifo.ext4", &["--size", "64M", "--no-agents"]);
     writer.join().unwrap().expect("writing the FIFO");
     assert_built(&output, &img, &rootfs_tar_expected().tree());
 }
@@ -1185,12 +1170,7 @@ fn path_traversal_lands_inside_the_root() {
     }
     let file = work.path("traversal.tar");
     fs::write(&file, &tar).unwrap();
-    let (img, output) = work.rootfs(
-        &format!("tar:{}", file.display()),
-        "t.ext4",
-        &["--no-agents", "--size", "16M"],
-        None,
-    );
+    let (img, output) = work.rootfs_tar(&file, "t.ext4", &["--no-agents", "--size", "16M"]);
     assert_built(&output, &img, &expected);
 }
 
@@ -1202,7 +1182,7 @@ fn hard_link_to_a_missing_target_names_layer_and_entry() {
         .hardlink("usr/bin/broken", "usr/bin/missing");
     let file = work.path("hardlink.tar");
     fs::write(&file, t.finish()).unwrap();
-    let (img, output) = work.rootfs(&format!("tar:{}", file.display()), "h.ext4", &[], None);
+    let (img, output) = work.rootfs_tar(&file, "h.ext4", &[]);
     assert_failed(
         &output,
         &img,
@@ -1216,7 +1196,7 @@ fn truncated_gzip_layer() {
     let gz = compress(&rootfs_tar(), Comp::Gzip);
     let file = work.path("truncated.tar.gz");
     fs::write(&file, &gz[..gz.len() / 2]).unwrap();
-    let (img, output) = work.rootfs(&format!("tar:{}", file.display()), "t.ext4", &[], None);
+    let (img, output) = work.rootfs_tar(&file, "t.ext4", &[]);
     let line = assert_failed(&output, &img, &["layer 0"]);
     assert!(
         ["truncated", "unexpected end", "end of file", "incomplete"]
@@ -1425,12 +1405,7 @@ fn too_small_size_names_the_size_needed() {
     let work = Work::new();
     let file = work.path("rootfs.tar");
     fs::write(&file, rootfs_tar()).unwrap();
-    let (img, output) = work.rootfs(
-        &format!("tar:{}", file.display()),
-        "small.ext4",
-        &["--size", "1M"],
-        None,
-    );
+    let (img, output) = work.rootfs_tar(&file, "small.ext4", &["--size", "1M"]);
     let line = assert_failed(&output, &img, &["1048576", "at least"]);
     // The size it names is the truth: more than asked, and enough.
     let needed: u64 = line
@@ -1441,12 +1416,7 @@ fn too_small_size_names_the_size_needed() {
         .unwrap_or_else(|| panic!("no size after \"at least\": {line}"));
     assert!(needed > 1 << 20, "{line}");
     let size = needed.to_string();
-    let (img, output) = work.rootfs(
-        &format!("tar:{}", file.display()),
-        "exact.ext4",
-        &["--size", &size],
-        None,
-    );
+    let (img, output) = work.rootfs_tar(&file, "exact.ext4", &["--size", &size]);
     assert_built(
         &output,
         &img,
@@ -1466,12 +1436,7 @@ fn a_size_past_the_largest_is_refused_and_writes_nothing() {
         ("67108992M", "70368878395392"),
         ("1024T", "1125899906842624"),
     ] {
-        let (img, output) = work.rootfs(
-            &format!("tar:{}", file.display()),
-            "huge.ext4",
-            &["--size", size],
-            None,
-        );
+        let (img, output) = work.rootfs_tar(&file, "huge.ext4", &["--size", size]);
         assert_failed(
             &output,
             &img,
