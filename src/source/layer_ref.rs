@@ -105,7 +105,8 @@ impl LayerRef {
     /// The blob read through a memory map ([`MappedReader`]), when it is a
     /// plain tar in a regular file or archive member with no digest or diff_id to
     /// verify (a `tar:` source's layer): then nothing needs its bytes but
-    /// the flattener, which copies them out of the page cache itself.
+    /// the flattener, which copies its headers out of the page cache and
+    /// lends its file data on to the image writer.
     /// `None` otherwise, for [`Self::open_unverified_tar_through`] to read.
     /// `sink` sees the tar's bytes on a thread of its own.
     pub fn open_mapped_plain_tar(
