@@ -67,18 +67,14 @@ impl<S: ContentStore> Flattener<'_, S> {
             }
             Marker::Opaque => {
                 // The marker implies its directory, like any entry would.
-                let marker = self
-                    .tree
-                    .resolve_parent(&path::join(&components), Some(&implied))?;
+                let marker = self.tree.resolve_components(&components, Some(&implied))?;
                 whiteout::make_opaque(&mut self.tree, layer, marker.parent);
                 stats.opaque_dirs += 1;
                 return Ok(());
             }
             Marker::Whiteout(target) => {
-                let mut hidden = path::join(parents);
-                hidden.push(b'/');
-                hidden.extend_from_slice(target);
-                match self.tree.resolve_parent(&hidden, None) {
+                let hidden: Vec<&[u8]> = parents.iter().copied().chain([target]).collect();
+                match self.tree.resolve_components(&hidden, None) {
                     Ok(r) => whiteout::whiteout(&mut self.tree, layer, r.parent, &r.name),
                     // Nothing there: nothing to hide.
                     Err(ResolveError::Missing(_) | ResolveError::NotADirectory(_)) => {}
@@ -103,9 +99,7 @@ impl<S: ContentStore> Flattener<'_, S> {
             EntryKind::HardLink => Some(self.hard_link_target(entry)?),
             _ => None,
         };
-        let resolved = self
-            .tree
-            .resolve_parent(&path::join(&components), Some(&implied))?;
+        let resolved = self.tree.resolve_components(&components, Some(&implied))?;
         let (parent, name) = (resolved.parent, resolved.name);
 
         let node = match entry.kind {
@@ -209,7 +203,7 @@ impl<S: ContentStore> Flattener<'_, S> {
             }
             .into());
         }
-        let resolved = match self.tree.resolve_parent(&path::join(&components), None) {
+        let resolved = match self.tree.resolve_components(&components, None) {
             Ok(resolved) => resolved,
             Err(ResolveError::Missing(_) | ResolveError::NotADirectory(_)) => {
                 return Err(missing().into())
