@@ -337,7 +337,9 @@ impl DataWriter {
         let slot = self.used..self.used + BLOCK_SIZE as usize;
         next[..BLOCK_SIZE as usize].copy_from_slice(&self.buffer[slot]);
         let full = std::mem::replace(&mut self.buffer, next);
-        let pieces = std::mem::take(&mut self.pieces);
+        // Sized for a full batch (a block lent across two windows adds three
+        // pieces past the limit), so gathering does not grow it.
+        let pieces = std::mem::replace(&mut self.pieces, Vec::with_capacity(MAX_PIECES + 3));
         writer
             .submit(full, pieces, self.batch_start * BLOCK_SIZE)
             .map_err(DataError::Write)?;
