@@ -14,7 +14,11 @@
 //!
 //! Memory: at most [`WINDOWS_IN_FLIGHT`] windows of [`WINDOW`] bytes are
 //! mapped at once, whatever the range's length, besides windows whose
-//! bytes were lent and wait in the image writer's queue (a few MiB).
+//! bytes were lent and wait in the image writer's queue (which can hold
+//! 128 MiB). Those stay mapped but not resident: once the reader and the
+//! sink are done with a window, its pages leave this process's page tables
+//! (they stay in the page cache), and the writer maps back in only the
+//! bytes it is about to copy.
 //!
 //! A mapped file that another process truncates below a mapped window
 //! raises SIGBUS on the next access to the lost pages. The file's length
@@ -29,7 +33,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use banger_ext4::tree::{LendingRead, Lent};
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
 
 /// Bytes mapped at a time.
 pub const WINDOW: u64 = 2 << 20;
@@ -51,6 +55,19 @@ pub trait ByteSink: Send + 'static {
 struct Window {
     map: Mmap,
     len: usize,
+}
+
+impl Window {
+    /// Takes the window's pages out of this process's page tables; they stay
+    /// in the page cache. Lent bytes can wait in the image writer's queue
+    /// for a while, and their pages would count as this process's memory.
+    fn release_pages(&self) {
+        // SAFETY: the map is a shared, read-only map of a file. A page that
+        // is touched again (the writer's copy of lent bytes) is faulted back
+        // in from the page cache with the same bytes, so no borrow of the map
+        // sees a change.
+        let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
+    }
 }
 
 impl AsRef<[u8]> for Window {
@@ -127,9 +144,10 @@ impl MappedReader {
     /// next; `false` at the end of the range.
     fn advance(&mut self) -> io::Result<bool> {
         if let Some((window, _)) = self.current.take() {
-            if let Some(spent) = &self.spent {
+            match &self.spent {
                 // A gone sink thread panicked; its join below reports it.
-                let _ = spent.send(Spent::Window(window));
+                Some(spent) => drop(spent.send(Spent::Window(window))),
+                None => window.release_pages(),
             }
         }
         match self.windows.recv() {
@@ -275,11 +293,15 @@ fn map_window(file: &File, pos: u64, len: u64) -> io::Result<Window> {
     })
 }
 
-/// The sink thread: shows each window to the sink, then unmaps it.
+/// The sink thread: shows each window to the sink, then takes its pages out
+/// of our page tables and lets it go (unmapped once no lent bytes of it wait).
 fn drain(mut sink: Box<dyn ByteSink>, spent: &Receiver<Spent>) {
     while let Ok(message) = spent.recv() {
         match message {
-            Spent::Window(window) => sink.update((*window).as_ref()),
+            Spent::Window(window) => {
+                sink.update((*window).as_ref());
+                window.release_pages();
+            }
             Spent::End => {
                 sink.finish();
                 return;
@@ -383,6 +405,61 @@ mod tests {
             back.extend_from_slice(lent.bytes());
         }
         assert_eq!(back, &bytes[100..]);
+    }
+
+    /// KiB of the maps of `path` in our page tables, from /proc/self/smaps.
+    fn resident_kib_of(path: &std::path::Path) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut in_file = false;
+        let mut total = 0;
+        for line in smaps.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields
+                .first()
+                .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+            {
+                in_file = fields
+                    .get(5)
+                    .is_some_and(|p| std::path::Path::new(p) == path);
+            } else if in_file && fields.first() == Some(&"Rss:") {
+                total += fields[1].parse::<u64>().unwrap();
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn windows_whose_bytes_wait_lent_leave_our_page_tables() {
+        let bytes = pattern(WINDOW as usize * 12);
+        for with_sink in [true, false] {
+            let named = tempfile::NamedTempFile::new().unwrap();
+            named.as_file().write_all(&bytes).unwrap();
+            let path = std::fs::canonicalize(named.path()).unwrap();
+            let sink = with_sink.then(|| Box::new(Collect::default()) as Box<dyn ByteSink>);
+            let mut reader =
+                MappedReader::new(named.reopen().unwrap(), 0, bytes.len() as u64, sink).unwrap();
+            let mut kept = Vec::new();
+            loop {
+                let lent = reader
+                    .lend(WINDOW as usize)
+                    .unwrap()
+                    .expect("a mapped file lends");
+                if lent.is_empty() {
+                    break;
+                }
+                kept.push(lent);
+            }
+            // Every window is still mapped, kept by its lent bytes, but none
+            // is resident; read again, the bytes fault back in.
+            let resident = resident_kib_of(&path) * 1024;
+            assert!(
+                resident < WINDOW,
+                "sink {with_sink}: {resident} bytes resident"
+            );
+            let back: Vec<u8> = kept.iter().flat_map(|l| l.bytes().to_vec()).collect();
+            assert_eq!(back, bytes);
+            assert!(resident_kib_of(&path) * 1024 >= bytes.len() as u64);
+        }
     }
 
     #[test]

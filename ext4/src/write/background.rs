@@ -9,6 +9,13 @@
 //! Writes land at fixed offsets, so their order does not matter, and
 //! [`BackgroundWriter::wait`] is the barrier before anything reads the
 //! image or writes metadata.
+//!
+//! Jobs whose bytes are all lent take none of our buffers, and up to
+//! [`QUEUE_DEPTH`] of them wait in the queue: a lending parser (a mapped
+//! tar) finishes well before the writer does, and the image's metadata is
+//! encoded meanwhile instead of after the last data write. A second thread
+//! faults the next job's lent bytes in ([`fault_in`]), since a lender may
+//! have taken them out of our page tables while they waited.
 
 use std::fs::File;
 use std::io::{self, IoSlice};
@@ -22,6 +29,12 @@ use crate::tree::Lent;
 
 /// Buffers in rotation: one being filled, one queued, one being written.
 const BUFFERS: usize = 3;
+
+/// Jobs queued ahead of the one being written. A lent job holds no buffer
+/// of ours, only the bytes it lends, so a parser that lends (a mapped tar)
+/// can run this far ahead and have the metadata encoded while its data is
+/// still going out; copied jobs are held back by the [`BUFFERS`] in rotation.
+const QUEUE_DEPTH: usize = 128;
 
 /// Most iovecs one `pwritev` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
@@ -60,7 +73,8 @@ struct Done {
 pub(crate) struct BackgroundWriter {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
-    thread: Option<JoinHandle<()>>,
+    /// The thread faulting lent bytes in, then the writing thread.
+    threads: [Option<JoinHandle<()>>; 2],
     /// Buffers handed to the thread and not yet back.
     in_flight: usize,
     /// Buffers made so far (at most [`BUFFERS`]).
@@ -78,12 +92,26 @@ impl BackgroundWriter {
     /// own first buffer counts as one of them.
     pub(crate) fn spawn(image: &File, buffer_len: usize) -> io::Result<Self> {
         let image = image.try_clone()?;
-        let (jobs, queue) = mpsc::sync_channel::<Job>(1);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+        // Lent bytes deep in the queue may have left our page tables: the
+        // next job's are faulted in on a thread of their own, ahead of the
+        // writer's copy.
+        let (ready_tx, ready) = mpsc::sync_channel::<Job>(1);
+        let faulter = thread::Builder::new()
+            .name("ext4-data-fault".into())
+            .spawn(move || {
+                for job in queue {
+                    fault_in(&job.pieces);
+                    if ready_tx.send(job).is_err() {
+                        break;
+                    }
+                }
+            })?;
         let (finished, done) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("ext4-data-writer".into())
             .spawn(move || {
-                for job in queue {
+                for job in ready {
                     let result = write_pieces(&image, &job.buffer, &job.pieces, job.offset);
                     if let Ok(len) = result {
                         start_writeback(&image, job.offset, len);
@@ -103,7 +131,7 @@ impl BackgroundWriter {
         Ok(Self {
             jobs: Some(jobs),
             done,
-            thread: Some(thread),
+            threads: [Some(faulter), Some(thread)],
             in_flight: 0,
             made: 1,
             spare: Vec::new(),
@@ -129,22 +157,26 @@ impl BackgroundWriter {
     /// waiting for one to come back when all are in use.
     pub(crate) fn take_buffer(&mut self) -> io::Result<Vec<u8>> {
         self.collect(false)?;
-        if let Some(buffer) = self.spare.pop() {
-            return Ok(buffer);
+        loop {
+            if let Some(buffer) = self.spare.pop() {
+                return Ok(buffer);
+            }
+            if self.made < BUFFERS {
+                self.made += 1;
+                return Ok(vec![0u8; self.buffer_len]);
+            }
+            // Jobs submitted without a buffer may come back first.
+            assert!(
+                self.in_flight > 0,
+                "every buffer made is spare, in flight or the caller's"
+            );
+            self.collect(true)?;
         }
-        if self.made < BUFFERS {
-            self.made += 1;
-            return Ok(vec![0u8; self.buffer_len]);
-        }
-        self.collect(true)?;
-        Ok(self
-            .spare
-            .pop()
-            .expect("a blocking collect returns a buffer while one is in flight"))
     }
 
     /// Queues `pieces` (whose `Piece::Buffer` ranges index `buffer`) to be
-    /// written back to back from byte `offset`.
+    /// written back to back from byte `offset`. `buffer` may be an empty
+    /// vector, not one of ours, when no piece is `Piece::Buffer`.
     pub(crate) fn submit(
         &mut self,
         buffer: Vec<u8>,
@@ -197,7 +229,9 @@ impl BackgroundWriter {
                 self.failed.get_or_insert(error.kind());
                 return Err(error);
             }
-            self.spare.push(done.buffer);
+            if !done.buffer.is_empty() {
+                self.spare.push(done.buffer);
+            }
         }
         self.check()
     }
@@ -219,9 +253,10 @@ impl BackgroundWriter {
 
 impl Drop for BackgroundWriter {
     fn drop(&mut self) {
-        // Closing the queue ends the thread once it has written what it has.
+        // Closing the queue ends the threads once they have written what
+        // they have.
         drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.iter_mut().filter_map(Option::take) {
             let _ = thread.join();
         }
     }
@@ -270,6 +305,60 @@ fn write_pieces(image: &File, buffer: &[u8], pieces: &[Piece], mut offset: u64) 
         }
     }
     Ok(offset - start)
+}
+
+/// Asks the kernel to map in the pages of the lent pieces now. A mapped
+/// tar's pages leave our page tables once read ([`Lent`]'s owners may do
+/// that), and a buffered write copying from a missing page fails, faults it
+/// in and starts that part of the write again. Purely an optimisation:
+/// failures (kernels before 5.14) are ignored, and the copy faults instead.
+fn fault_in(pieces: &[Piece]) {
+    let page = page_size();
+    // Pieces less than a page apart share one call: the gap is then inside
+    // one mapping or between two adjacent ones, never unmapped.
+    let mut span: Option<Range<usize>> = None;
+    for piece in pieces {
+        let Piece::Lent(lent) = piece else { continue };
+        let bytes = lent.bytes();
+        let start = bytes.as_ptr() as usize & !(page - 1);
+        let end = bytes.as_ptr() as usize + bytes.len();
+        match &mut span {
+            Some(span) if start >= span.start && start <= span.end + page => {
+                span.end = span.end.max(end)
+            }
+            _ => {
+                if let Some(done) = span.replace(start..end) {
+                    populate(done);
+                }
+            }
+        }
+    }
+    if let Some(last) = span {
+        populate(last);
+    }
+}
+
+/// `MADV_POPULATE_READ` over `range` of our address space.
+fn populate(range: Range<usize>) {
+    // SAFETY: populating only maps pages in for reading, changing no byte;
+    // the range starts at a page boundary and covers pieces whose owners
+    // keep them mapped for the call.
+    unsafe {
+        libc::madvise(
+            range.start as *mut libc::c_void,
+            range.end - range.start,
+            libc::MADV_POPULATE_READ,
+        );
+    }
+}
+
+/// The size of a memory page.
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads its integer argument.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        size if size > 0 => size as usize,
+        _ => 4096,
+    }
 }
 
 /// Asks the kernel to start writing a range out now, without waiting for
@@ -355,5 +444,122 @@ mod tests {
         for chunk in back[5..].chunks(3) {
             assert_eq!(chunk, b"ce\0");
         }
+    }
+
+    #[test]
+    fn jobs_without_a_buffer_wait_in_the_queue_and_leave_the_buffers_be() {
+        use std::sync::Arc;
+        let file = tempfile::tempfile().unwrap();
+        let mut writer = BackgroundWriter::spawn(&file, 4).unwrap();
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(b"LENT".to_vec());
+        let mut buffer = vec![0u8; 4];
+        // Lent jobs, more than the buffers, come back empty-handed before and
+        // after each buffer job: taking a buffer must wait for a real one.
+        for round in 0..40u64 {
+            let lent = Lent::new(Arc::clone(&owner), 0..4).unwrap();
+            writer
+                .submit(Vec::new(), vec![Piece::Lent(lent)], round * 8)
+                .unwrap();
+            buffer.fill(b'a' + round as u8 % 26);
+            writer
+                .submit(buffer, vec![Piece::Buffer(0..4)], round * 8 + 4)
+                .unwrap();
+            buffer = writer.take_buffer().unwrap();
+            assert_eq!(buffer.len(), 4);
+        }
+        writer.wait().unwrap();
+        assert!(writer.made <= BUFFERS);
+        assert!(writer.spare.iter().all(|b| b.len() == 4));
+        drop(writer);
+        let mut back = vec![0u8; 40 * 8];
+        file.read_exact_at(&mut back, 0).unwrap();
+        for (round, chunk) in back.chunks(8).enumerate() {
+            let letter = b'a' + round as u8 % 26;
+            assert_eq!(chunk[..4], *b"LENT");
+            assert_eq!(chunk[4..], [letter; 4]);
+        }
+    }
+
+    /// A shared, read-only map of a whole file, for lending.
+    struct Mapping {
+        ptr: *mut u8,
+        len: usize,
+    }
+
+    // SAFETY: the map is read-only and lives until dropped.
+    unsafe impl Send for Mapping {}
+    unsafe impl Sync for Mapping {}
+
+    impl Mapping {
+        fn of(file: &File, len: usize) -> Self {
+            // SAFETY: a fresh shared read-only map of `len` bytes of the file.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            assert_ne!(ptr, libc::MAP_FAILED);
+            Self {
+                ptr: ptr.cast(),
+                len,
+            }
+        }
+
+        /// KiB of the map in our page tables, from /proc/self/smaps.
+        fn resident_kib(&self) -> u64 {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            let start = format!("{:x}-", self.ptr as usize);
+            let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+            lines.next().expect("the map is listed");
+            let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+            rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+    }
+
+    impl AsRef<[u8]> for Mapping {
+        fn as_ref(&self) -> &[u8] {
+            // SAFETY: the map is `len` readable bytes until dropped.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+
+    impl Drop for Mapping {
+        fn drop(&mut self) {
+            // SAFETY: unmapping the map this value made.
+            unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        }
+    }
+
+    #[test]
+    fn lent_pages_out_of_our_page_tables_are_faulted_back_in() {
+        use std::sync::Arc;
+        let page = page_size();
+        let len = 64 * page;
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(&bytes, 0).unwrap();
+        let map = Arc::new(Mapping::of(&file, len));
+        // SAFETY: dropping a shared file map's pages from our page tables;
+        // reading them again faults the same bytes back in.
+        unsafe { libc::madvise(map.ptr.cast(), len, libc::MADV_DONTNEED) };
+        assert_eq!(map.resident_kib(), 0);
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
+        // Tar-like pieces: data runs with small gaps (headers) between them,
+        // the last run far from the rest.
+        let pieces = vec![
+            Piece::Lent(Lent::new(Arc::clone(&owner), 512..3 * page).unwrap()),
+            Piece::Zeros(7),
+            Piece::Lent(Lent::new(Arc::clone(&owner), 3 * page + 512..8 * page).unwrap()),
+            Piece::Lent(Lent::new(Arc::clone(&owner), 40 * page..41 * page).unwrap()),
+        ];
+        fault_in(&pieces);
+        let resident = map.resident_kib() as usize * 1024;
+        assert!(resident >= 9 * page, "{resident} bytes resident");
+        assert_eq!((*map).as_ref(), &bytes[..]);
     }
 }

@@ -92,8 +92,8 @@ impl Default for DataWriter {
 
 /// How a block offered for lending was taken.
 enum Lending {
-    /// Its bytes are in `block_pieces`.
-    Lent,
+    /// Its bytes are in `block_pieces`; `zero` if all of them are zeros.
+    Lent { zero: bool },
     /// The stream stopped lending partway: its bytes are in the slot.
     Copied,
     /// The stream does not lend; nothing was consumed.
@@ -151,8 +151,8 @@ impl DataWriter {
                     let alone = next_start >= (logical + 1) * BLOCK_SIZE;
                     if offset == 0 && (n == BLOCK_SIZE as usize || alone) {
                         match self.lend_block(reader, n)? {
-                            Lending::Lent => {
-                                self.commit_lent(image, alloc, logical, n, &mut placed)?;
+                            Lending::Lent { zero } => {
+                                self.commit_lent(image, alloc, logical, n, zero, &mut placed)?;
                                 pos += n as u64;
                                 continue;
                             }
@@ -210,6 +210,10 @@ impl DataWriter {
     fn lend_block(&mut self, reader: &mut dyn LendingRead, n: usize) -> Result<Lending, DataError> {
         self.block_pieces.clear();
         let mut got = 0;
+        // Checked as each piece arrives: lending the next one can move the
+        // stream past the memory the previous one lies in, which a mapped
+        // stream then takes out of this process's page tables.
+        let mut zero = true;
         while got < n {
             match reader.lend(n - got).map_err(DataError::Read)? {
                 Some(lent) if lent.is_empty() => {
@@ -222,6 +226,7 @@ impl DataWriter {
                 }
                 Some(lent) => {
                     got += lent.len();
+                    zero = zero && is_zero(lent.bytes());
                     self.block_pieces.push(lent);
                 }
                 None if got == 0 => return Ok(Lending::Refused),
@@ -242,20 +247,21 @@ impl DataWriter {
                 }
             }
         }
-        Ok(Lending::Lent)
+        Ok(Lending::Lent { zero })
     }
 
     /// Gathers the lent block (its `n` bytes, zeros after), or drops it as
-    /// a hole.
+    /// a hole when they are all `zero`.
     fn commit_lent(
         &mut self,
         image: &File,
         alloc: &mut BlockAllocator,
         logical: u64,
         n: usize,
+        zero: bool,
         placed: &mut PlacedData,
     ) -> Result<(), DataError> {
-        if self.block_pieces.iter().all(|lent| is_zero(lent.bytes())) {
+        if zero {
             self.block_pieces.clear();
             return Ok(()); // A hole.
         }
@@ -325,26 +331,35 @@ impl DataWriter {
         Ok(())
     }
 
-    /// Hands the gathered blocks to the writer thread and goes on in
-    /// another buffer, the block being filled moved to its front.
+    /// Hands the gathered blocks to the writer thread; when some were
+    /// copied, goes on in another buffer, the block being filled moved to
+    /// its front.
     fn flush_batch(&mut self, image: &File) -> Result<(), DataError> {
         if self.batch_blocks == 0 {
             return Ok(());
         }
         let writer = BackgroundWriter::started(&mut self.writer, image, BUFFER_LEN)
             .map_err(DataError::Write)?;
+        // Sized for a full batch (a block lent across two windows adds three
+        // pieces past the limit), so gathering does not grow it.
+        let pieces = std::mem::replace(&mut self.pieces, Vec::with_capacity(MAX_PIECES + 3));
+        let offset = self.batch_start * BLOCK_SIZE;
+        self.batch_blocks = 0;
+        if self.used == 0 {
+            // All lent: the buffer (with the block being filled at its front)
+            // stays here, and the job waits without holding one of ours.
+            return writer
+                .submit(Vec::new(), pieces, offset)
+                .map_err(DataError::Write);
+        }
         let mut next = writer.take_buffer().map_err(DataError::Write)?;
         let slot = self.used..self.used + BLOCK_SIZE as usize;
         next[..BLOCK_SIZE as usize].copy_from_slice(&self.buffer[slot]);
         let full = std::mem::replace(&mut self.buffer, next);
-        // Sized for a full batch (a block lent across two windows adds three
-        // pieces past the limit), so gathering does not grow it.
-        let pieces = std::mem::replace(&mut self.pieces, Vec::with_capacity(MAX_PIECES + 3));
         writer
-            .submit(full, pieces, self.batch_start * BLOCK_SIZE)
+            .submit(full, pieces, offset)
             .map_err(DataError::Write)?;
         self.used = 0;
-        self.batch_blocks = 0;
         Ok(())
     }
 
