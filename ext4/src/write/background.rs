@@ -21,7 +21,9 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::spec::BLOCK_SIZE;
@@ -75,8 +77,10 @@ pub(crate) struct BackgroundWriter {
     done: Receiver<Done>,
     /// The thread faulting lent bytes in, then the writing thread.
     threads: [Option<JoinHandle<()>>; 2],
-    /// Buffers handed to the thread and not yet back.
+    /// Jobs handed to the threads and not yet back.
     in_flight: usize,
+    /// Set when the writer is dropped: jobs still queued are not written.
+    abandoned: Arc<AtomicBool>,
     /// Buffers made so far (at most [`BUFFERS`]).
     made: usize,
     /// Buffers back from the thread, ready to be filled again.
@@ -108,10 +112,17 @@ impl BackgroundWriter {
                 }
             })?;
         let (finished, done) = mpsc::channel();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&abandoned);
         let thread = thread::Builder::new()
             .name("ext4-data-writer".into())
             .spawn(move || {
                 for job in ready {
+                    // The image is incomplete anyway: do not make a failed or
+                    // interrupted run wait for up to QUEUE_DEPTH more writes.
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
                     let result = write_pieces(&image, &job.buffer, &job.pieces, job.offset);
                     if let Ok(len) = result {
                         start_writeback(&image, job.offset, len);
@@ -133,6 +144,7 @@ impl BackgroundWriter {
             done,
             threads: [Some(faulter), Some(thread)],
             in_flight: 0,
+            abandoned,
             made: 1,
             spare: Vec::new(),
             failed: None,
@@ -199,7 +211,7 @@ impl BackgroundWriter {
         Ok(())
     }
 
-    /// Waits until every queued buffer is written; the first failure.
+    /// Waits until every queued job is written; the first failure.
     pub(crate) fn wait(&mut self) -> io::Result<()> {
         while self.in_flight > 0 {
             self.collect(true)?;
@@ -253,8 +265,10 @@ impl BackgroundWriter {
 
 impl Drop for BackgroundWriter {
     fn drop(&mut self) {
-        // Closing the queue ends the threads once they have written what
-        // they have.
+        // Only a writer waited for has written everything: the jobs still
+        // queued now belong to an image that will not be finished. Closing
+        // the queue then ends both threads.
+        self.abandoned.store(true, Ordering::Release);
         drop(self.jobs.take());
         for thread in self.threads.iter_mut().filter_map(Option::take) {
             let _ = thread.join();
@@ -314,8 +328,8 @@ fn write_pieces(image: &File, buffer: &[u8], pieces: &[Piece], mut offset: u64) 
 /// failures (kernels before 5.14) are ignored, and the copy faults instead.
 fn fault_in(pieces: &[Piece]) {
     let page = page_size();
-    // Pieces less than a page apart share one call: the gap is then inside
-    // one mapping or between two adjacent ones, never unmapped.
+    // A piece that starts within the page after the span's last joins it:
+    // every page of the span then holds lent bytes, so none is unmapped.
     let mut span: Option<Range<usize>> = None;
     for piece in pieces {
         let Piece::Lent(lent) = piece else { continue };
@@ -323,7 +337,7 @@ fn fault_in(pieces: &[Piece]) {
         let start = bytes.as_ptr() as usize & !(page - 1);
         let end = bytes.as_ptr() as usize + bytes.len();
         match &mut span {
-            Some(span) if start >= span.start && start <= span.end + page => {
+            Some(span) if start >= span.start && start <= span.end.next_multiple_of(page) => {
                 span.end = span.end.max(end)
             }
             _ => {
@@ -423,7 +437,6 @@ mod tests {
 
     #[test]
     fn pieces_beyond_one_pwritev_land_back_to_back() {
-        use std::sync::Arc;
         let file = tempfile::tempfile().unwrap();
         let mut writer = BackgroundWriter::spawn(&file, 8).unwrap();
         let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(b"lent".to_vec());
@@ -448,7 +461,6 @@ mod tests {
 
     #[test]
     fn jobs_without_a_buffer_wait_in_the_queue_and_leave_the_buffers_be() {
-        use std::sync::Arc;
         let file = tempfile::tempfile().unwrap();
         let mut writer = BackgroundWriter::spawn(&file, 4).unwrap();
         let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(b"LENT".to_vec());
@@ -537,7 +549,6 @@ mod tests {
 
     #[test]
     fn lent_pages_out_of_our_page_tables_are_faulted_back_in() {
-        use std::sync::Arc;
         let page = page_size();
         let len = 64 * page;
         let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
@@ -561,5 +572,66 @@ mod tests {
         let resident = map.resident_kib() as usize * 1024;
         assert!(resident >= 9 * page, "{resident} bytes resident");
         assert_eq!((*map).as_ref(), &bytes[..]);
+    }
+
+    /// Bytes whose reading, once armed, blocks until the test opens the gate.
+    struct Gated {
+        bytes: Vec<u8>,
+        armed: AtomicBool,
+        open: std::sync::Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl AsRef<[u8]> for Gated {
+        fn as_ref(&self) -> &[u8] {
+            let mut open = self.open.lock().unwrap();
+            while self.armed.load(Ordering::Acquire) && !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            &self.bytes
+        }
+    }
+
+    #[test]
+    fn a_writer_dropped_before_its_queue_is_written_leaves_the_rest_unwritten() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(44).unwrap();
+        let mut writer = BackgroundWriter::spawn(&file, 4).unwrap();
+        let gated = Arc::new(Gated {
+            bytes: b"gate".to_vec(),
+            armed: AtomicBool::new(false),
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let first: Arc<dyn AsRef<[u8]> + Send + Sync> = gated.clone();
+        let rest: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(b"late".to_vec());
+        // The first job holds the threads up; ten more wait behind it.
+        let lent = Lent::new(first, 0..4).unwrap();
+        gated.armed.store(true, Ordering::Release);
+        writer
+            .submit(Vec::new(), vec![Piece::Lent(lent)], 0)
+            .unwrap();
+        for job in 1..=10u64 {
+            let lent = Lent::new(Arc::clone(&rest), 0..4).unwrap();
+            writer
+                .submit(Vec::new(), vec![Piece::Lent(lent)], job * 4)
+                .unwrap();
+        }
+        let abandoned = Arc::clone(&writer.abandoned);
+        let dropping = std::thread::spawn(move || drop(writer));
+        // Open the gate once the drop has begun; it then waits for the threads.
+        while !abandoned.load(Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        *gated.open.lock().unwrap() = true;
+        gated.opened.notify_all();
+        dropping.join().unwrap();
+        let mut back = vec![0u8; 44];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(
+            back[4..],
+            [0; 40],
+            "jobs queued behind the first were written"
+        );
     }
 }
