@@ -41,13 +41,8 @@ pub(crate) struct MetadataWriter<'a> {
 impl MetadataWriter<'_> {
     /// Queues `bytes` to be written at the start of `block`.
     pub(crate) fn write_block(&mut self, block: u64, bytes: &[u8]) -> Result<(), BuildError> {
-        self.write_at(block * BLOCK_SIZE, bytes)
-    }
-
-    /// Queues `bytes` to be written at byte `offset`.
-    pub(crate) fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), BuildError> {
         self.queue
-            .write(self.image, offset, bytes)
+            .write(self.image, block * BLOCK_SIZE, bytes)
             .map_err(io_error("writing metadata blocks"))
     }
 
