@@ -373,6 +373,19 @@ mod tests {
         assert_eq!(reader.read(&mut [0u8; 10]).unwrap(), 0);
     }
 
+    /// Lends the rest of the range, `max` bytes or fewer at a time.
+    fn lend_all(reader: &mut MappedReader, max: usize) -> Vec<Lent> {
+        let mut kept = Vec::new();
+        loop {
+            let lent = reader.lend(max).unwrap().expect("a mapped file lends");
+            if lent.is_empty() {
+                return kept;
+            }
+            assert!(lent.len() <= max);
+            kept.push(lent);
+        }
+    }
+
     #[test]
     fn lent_bytes_stay_valid_after_the_reader_moved_past_their_window() {
         let bytes = pattern(WINDOW as usize * 3 + 5_000);
@@ -387,15 +400,7 @@ mod tests {
         // Headers copied, data lent, as the flattener reads a tar.
         let mut head = [0u8; 512];
         reader.read_exact(&mut head).unwrap();
-        let mut kept = Vec::new();
-        loop {
-            let lent = reader.lend(700_000).unwrap().expect("a mapped file lends");
-            if lent.is_empty() {
-                break;
-            }
-            assert!(lent.len() <= 700_000);
-            kept.push(lent);
-        }
+        let kept = lend_all(&mut reader, 700_000);
         // Every window was handed to the sink and let go by the reader.
         let (sunk, finished) = seen.0.lock().unwrap().clone();
         assert!(finished);
@@ -438,17 +443,7 @@ mod tests {
             let sink = with_sink.then(|| Box::new(Collect::default()) as Box<dyn ByteSink>);
             let mut reader =
                 MappedReader::new(named.reopen().unwrap(), 0, bytes.len() as u64, sink).unwrap();
-            let mut kept = Vec::new();
-            loop {
-                let lent = reader
-                    .lend(WINDOW as usize)
-                    .unwrap()
-                    .expect("a mapped file lends");
-                if lent.is_empty() {
-                    break;
-                }
-                kept.push(lent);
-            }
+            let kept = lend_all(&mut reader, WINDOW as usize);
             // Every window is still mapped, kept by its lent bytes, but none
             // is resident; read again, the bytes fault back in.
             let resident = resident_kib_of(&path) * 1024;
