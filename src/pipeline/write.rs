@@ -266,8 +266,9 @@ fn write_image(
         None => None,
     };
     let summary = builder.finish(&tree)?;
-    // The readers verified every byte; this is the cache's own check, and
-    // what makes the image's `cache_blobs` true.
+    // A downloading blob's digest and size are checked by its download
+    // alone (its readers do not hash it again): nothing is published
+    // before each has been stored. It also makes `cache_blobs` true.
     downloads.stored()?;
     staged
         .persist()

@@ -31,7 +31,8 @@ pub enum BlobLocation {
     Stdin,
     /// An injected one-shot reader.
     Reader(OneShotReader),
-    /// A registry blob still downloading into the cache: read as it arrives.
+    /// A registry blob still downloading into the cache: read as it arrives,
+    /// verified by the download.
     Downloading(GrowingBlob),
 }
 
@@ -87,6 +88,8 @@ impl LayerRef {
 
     /// The decompressed tar stream. The stored blob's digest and size are verified as
     /// it is read, and the tar's diff_id at EOF; a mismatch is an `InvalidData` error.
+    /// A blob still downloading is verified by its download instead: wait for it
+    /// ([`GrowingBlob::wait`]) before trusting what was read.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, SourceError> {
         Ok(layer::verify_diff_id(
             self.open_unverified_tar()?,
@@ -185,6 +188,11 @@ impl LayerRef {
         };
         let raw = through(raw);
         let raw: Box<dyn Read + Send> = match &self.digest {
+            // The download hashes and sizes the bytes as it writes them,
+            // and nothing is published before it has said they match
+            // (`GrowingBlob::wait`). Hashing them again here would add a
+            // second SHA-256 pass to the decompressing thread.
+            Some(_) if self.blob.downloading().is_some() => raw,
             Some(digest) => Box::new(VerifyingReader::new(
                 raw,
                 digest.clone(),
