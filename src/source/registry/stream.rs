@@ -2,8 +2,8 @@
 //! in layer order (at most `max_concurrent_downloads` at once) and writes
 //! the blob cache's temp file, which the layer's reader follows as it grows
 //! ([`GrowingBlob`]). The download verifies size and digest itself and
-//! stores the blob only when both match; the reader verifies them again as
-//! it reads, so a bad blob fails the write too.
+//! stores the blob only when both match; the image written from it is
+//! published only after that, so a bad blob fails the write too.
 
 use std::path::PathBuf;
 use std::sync::Arc;
