@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::layout;
-use crate::measure::{median, output, run_child};
+use crate::measure::{median, output, run_child, settle};
 
 /// The repository the Debian layout is pushed to.
 const REPOSITORY: &str = "bench/debian";
@@ -63,8 +63,11 @@ pub fn measure(banger: &Path, layout: &Path, out: &Path, runs: usize) -> io::Res
     let image = out.join("cold.ext4");
     let copy = out.join("skopeo-oci");
     let mut times = ColdPull::default();
+    // What both tools read: the registry's storage.
+    let stored = registry.dir.join("data");
     for run in 1..=runs {
         remove_dir(&copy)?;
+        settle(&stored)?;
         let skopeo = run_child(
             Command::new("skopeo")
                 .args([
@@ -79,6 +82,7 @@ pub fn measure(banger: &Path, layout: &Path, out: &Path, runs: usize) -> io::Res
         )?;
         remove_dir(&cache)?;
         let _ = fs::remove_file(&image);
+        settle(&stored)?;
         let pull = run_child(
             Command::new(banger)
                 .args(["rootfs", &reference, "-o"])

@@ -40,7 +40,7 @@ use flate2::read::MultiGzDecoder;
 use serde_json::json;
 
 use crate::chart::Bar;
-use crate::measure::{median, output, run_child, ChildRun};
+use crate::measure::{median, output, run_child, settle, ChildRun};
 
 /// Size of the single file of the memory test image.
 const BIG_FILE: u64 = 4 << 30;
@@ -193,9 +193,10 @@ fn banger_binary() -> io::Result<PathBuf> {
     }
 }
 
-/// One `banger rootfs oci:LAYOUT:bench -o IMAGE --no-agents`.
+/// One `banger rootfs oci:LAYOUT:bench -o IMAGE --no-agents`, after [`settle`].
 fn run_banger(banger: &Path, layout: &Path, image: &Path, cache: &Path) -> io::Result<ChildRun> {
     let _ = fs::remove_file(image);
+    settle(layout)?;
     run_child(
         Command::new(banger)
             .arg("rootfs")
@@ -210,7 +211,8 @@ fn run_banger(banger: &Path, layout: &Path, image: &Path, cache: &Path) -> io::R
 
 /// (d): inflates each layer in turn with flate2's `MultiGzDecoder` (the
 /// zlib-rs backend banger is built with) and throws the bytes away.
-fn inflate_all(layers: &[PathBuf]) -> io::Result<(Duration, u64)> {
+fn inflate_all(layout: &Path, layers: &[PathBuf]) -> io::Result<(Duration, u64)> {
+    settle(layout)?;
     let start = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -230,6 +232,7 @@ fn inflate_all(layers: &[PathBuf]) -> io::Result<(Duration, u64)> {
 
 /// (b): the seed pipeline into `image`, from a fresh `tree` directory.
 fn seed_pipeline(
+    layout: &Path,
     layers: &[PathBuf],
     tree: &Path,
     image: &Path,
@@ -240,6 +243,8 @@ fn seed_pipeline(
         fs::remove_dir_all(tree)?;
     }
     fs::create_dir_all(tree)?;
+    let _ = fs::remove_file(image);
+    settle(layout)?;
     let start = Instant::now();
     seed::extract(layers, tree)?;
     seed::mkfs(tree, image, size)?;
@@ -337,11 +342,15 @@ fn run(args: &Args) -> io::Result<()> {
         let banger_run = run_banger(&banger, &layout, &image_a, &cache)?;
         a.push(banger_run.wall);
         rss.push(banger_run.max_rss_kib);
-        b.push(seed_pipeline(&layers, &seed_tree, &image_b, size, &out)?);
+        b.push(seed_pipeline(
+            &layout, &layers, &seed_tree, &image_b, size, &out,
+        )?);
+        let _ = fs::remove_file(&image_c);
+        settle(&seed_tree)?;
         let start = Instant::now();
         seed::mkfs(&seed_tree, &image_c, size)?;
         c.push(start.elapsed());
-        let (inflate, bytes) = inflate_all(&layers)?;
+        let (inflate, bytes) = inflate_all(&layout, &layers)?;
         d.push(inflate);
         uncompressed = bytes;
         eprintln!(

@@ -1,6 +1,8 @@
 //! Timing children and this process: wall time, peak memory, medians.
 
+use std::fs::{self, File};
 use std::io;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -72,6 +74,31 @@ pub fn median(samples: &[Duration]) -> Duration {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
     }
+}
+
+/// Writes out what earlier runs left dirty, so that no tool pays for
+/// another's writeback (the seed pipeline and the node_modules rows each
+/// write about a GB), then reads the next tool's input (a file, or every
+/// file of a tree), so that none pays for reading it from the disk: this
+/// VM's host pages out cold page cache (DAMON) within the seconds the
+/// other tools take. Called before every timed run, untimed.
+pub fn settle(input: &Path) -> io::Result<()> {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    read_all(input)
+}
+
+/// Reads `path` to its end, or every regular file below it.
+fn read_all(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            read_all(&entry?.path())?;
+        }
+    } else if meta.is_file() {
+        io::copy(&mut File::open(path)?, &mut io::sink())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

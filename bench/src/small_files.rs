@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::measure::{median, output, run_child};
+use crate::measure::{median, output, run_child, settle};
 
 /// Targets from the performance issue.
 const TARGET_OVER_TAR2EXT4: f64 = 0.35;
@@ -281,30 +281,6 @@ fn run_banger(banger: &Path, tar: &Path, image: &Path) -> io::Result<crate::meas
             .args(["--no-agents", "--quiet"])
             .stdout(Stdio::null()),
     )
-}
-
-/// Writes out what earlier runs left dirty, so that no tool pays for
-/// another's writeback (each writes 900 MB here), then reads the next
-/// tool's input (a file, or every file of a tree), so that none pays for
-/// reading it from the disk: this VM's host pages out cold page cache
-/// (DAMON) within the seconds the other tools take.
-fn settle(input: &Path) -> io::Result<()> {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-    read_all(input)
-}
-
-/// Reads `path` to its end, or every regular file below it.
-fn read_all(path: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(path)?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path)? {
-            read_all(&entry?.path())?;
-        }
-    } else if meta.is_file() {
-        io::copy(&mut File::open(path)?, &mut io::sink())?;
-    }
-    Ok(())
 }
 
 impl SmallFiles {
