@@ -3,7 +3,7 @@
 //! A layer's inflate and the flattener's tar parsing and image writes then
 //! run on different cores, and the next layer starts inflating while the
 //! current one is still being applied. Memory is bounded by the channels:
-//! per layer, the chunks in flight (the depth asked for, [`CHUNKS`] by
+//! per layer, the chunks in flight (the depth asked for, `CHUNKS` by
 //! default), the one being read out, the one being filled and at most two
 //! read out and waiting to be refilled, of [`CHUNK`] bytes each.
 

@@ -3,7 +3,7 @@
 //! An image the formatter writes is judged by tools nobody on this project
 //! wrote: `e2fsck -fn` ([`e2fsck`]), the `ext4-view` reader and `debugfs`
 //! ([`readback`]), and the kernel itself through a loop mount ([`mount`]).
-//! [`trees`] generates random trees for property tests and [`materialize`]
+//! [`trees`] generates random trees for property tests and [`materialize()`]
 //! writes a tree to a real directory so `mkfs.ext4 -d` can build reference
 //! images from the same input.
 //!

@@ -1,7 +1,7 @@
 //! Trees for tests: [`arb_tree`] for property tests and [`sample_tree`]
 //! with one of everything.
 //!
-//! Every tree is one the Linux VFS can hold, so [`crate::materialize`] can
+//! Every tree is one the Linux VFS can hold, so [`crate::materialize()`] can
 //! write it and `mkfs.ext4 -d` can copy it: user xattrs and ACLs only on
 //! files and directories, default ACLs only on directories, capabilities
 //! only on files, symlinks always 0777, the group bits of a node with an

@@ -30,7 +30,7 @@ pub fn is_shutdown(signal: libc::c_int) -> bool {
 
 extern "C" fn nothing(_: libc::c_int) {}
 
-/// The blocked set that [`wait`] takes signals from.
+/// The blocked set that [`Signals::wait`] takes signals from.
 #[derive(Clone, Copy)]
 pub struct Signals {
     set: libc::sigset_t,
