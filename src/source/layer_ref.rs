@@ -98,7 +98,8 @@ impl LayerRef {
         ))
     }
 
-    /// The decompressed tar stream with the stored blob verified, but not the
+    /// The decompressed tar stream with the stored blob verified (by its
+    /// download, for a blob still downloading: see [`Self::open`]), but not the
     /// tar's diff_id: the caller checks that (with [`layer::verify_diff_id`]),
     /// on another thread than the decompression if it likes.
     pub fn open_unverified_tar(&self) -> Result<Box<dyn Read + Send>, SourceError> {
