@@ -230,6 +230,30 @@ fn inflate_all(layout: &Path, layers: &[PathBuf]) -> io::Result<(Duration, u64)>
     Ok((start.elapsed(), total))
 }
 
+/// The seed pipeline's extracted trees, one per run, under `seed-trees/`.
+struct SeedTrees(PathBuf);
+
+impl SeedTrees {
+    /// Removes what an earlier bench run left, before anything is timed.
+    fn new(out: &Path) -> io::Result<Self> {
+        let trees = Self(out.join("seed-trees"));
+        trees.remove()?;
+        let _ = fs::remove_dir_all(out.join("seed-tree")); // an older bench's
+        Ok(trees)
+    }
+
+    fn for_run(&self, run: usize) -> PathBuf {
+        self.0.join(run.to_string())
+    }
+
+    fn remove(&self) -> io::Result<()> {
+        match fs::remove_dir_all(&self.0) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// (b): the seed pipeline into `image`, from a fresh `tree` directory.
 fn seed_pipeline(
     layout: &Path,
@@ -323,7 +347,13 @@ fn run(args: &Args) -> io::Result<()> {
     let image_a = out.join("a-banger.ext4");
     let image_b = out.join("b-seed.ext4");
     let image_c = out.join("c-mkfs.ext4");
-    let seed_tree = out.join("seed-tree");
+    // A fresh directory per run, all removed at the end: extracting into
+    // inodes freed minutes before is slow on the host's ext4 (its inode
+    // allocator checks each recently deleted inode's dtime in the inode
+    // table: perf shows `recently_deleted` and `find_get_block_common`), so
+    // reusing one directory made each run's extraction seconds slower than
+    // the last.
+    let seed_trees = SeedTrees::new(&out)?;
 
     // Warm-up: fills the page cache with the blobs (and the blob cache,
     // which oci: layouts do not use: their blobs are read in place).
@@ -342,6 +372,7 @@ fn run(args: &Args) -> io::Result<()> {
         let banger_run = run_banger(&banger, &layout, &image_a, &cache)?;
         a.push(banger_run.wall);
         rss.push(banger_run.max_rss_kib);
+        let seed_tree = seed_trees.for_run(run);
         b.push(seed_pipeline(
             &layout, &layers, &seed_tree, &image_b, size, &out,
         )?);
@@ -431,8 +462,8 @@ fn run(args: &Args) -> io::Result<()> {
     } else {
         None
     };
-    // The seed tree is 260 MB of scratch: keep only the images.
-    fs::remove_dir_all(&seed_tree)?;
+    // The seed trees are 260 MB of scratch each: keep only the images.
+    seed_trees.remove()?;
 
     let labels = [
         "(a) banger rootfs oci: (warm)",
