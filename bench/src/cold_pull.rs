@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::layout;
-use crate::measure::{median, output, run_child, settle};
+use crate::measure::{median, output, remove_dir, run_child, settle};
 
 /// The repository the Debian layout is pushed to.
 const REPOSITORY: &str = "bench/debian";
@@ -104,13 +104,6 @@ pub fn measure(banger: &Path, layout: &Path, out: &Path, runs: usize) -> io::Res
     remove_dir(&cache)?;
     fs::remove_file(&image)?;
     Ok(times)
-}
-
-fn remove_dir(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// `docker-registry serve` on a free loopback port, its storage in a

@@ -40,7 +40,7 @@ use flate2::read::MultiGzDecoder;
 use serde_json::json;
 
 use crate::chart::Bar;
-use crate::measure::{median, output, run_child, settle, ChildRun};
+use crate::measure::{median, output, remove_dir, run_child, settle, ChildRun};
 
 /// Size of the single file of the memory test image.
 const BIG_FILE: u64 = 4 << 30;
@@ -238,7 +238,7 @@ impl SeedTrees {
     fn new(out: &Path) -> io::Result<Self> {
         let trees = Self(out.join("seed-trees"));
         trees.remove()?;
-        let _ = fs::remove_dir_all(out.join("seed-tree")); // an older bench's
+        remove_dir(&out.join("seed-tree"))?; // an older bench's single tree
         Ok(trees)
     }
 
@@ -247,14 +247,12 @@ impl SeedTrees {
     }
 
     fn remove(&self) -> io::Result<()> {
-        match fs::remove_dir_all(&self.0) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_dir(&self.0)
     }
 }
 
-/// (b): the seed pipeline into `image`, from a fresh `tree` directory.
+/// (b): the seed pipeline into `image`, extracting into `tree`, a directory
+/// not made yet ([`SeedTrees::for_run`]).
 fn seed_pipeline(
     layout: &Path,
     layers: &[PathBuf],
@@ -263,9 +261,6 @@ fn seed_pipeline(
     size: u64,
     scratch: &Path,
 ) -> io::Result<Duration> {
-    if tree.exists() {
-        fs::remove_dir_all(tree)?;
-    }
     fs::create_dir_all(tree)?;
     let _ = fs::remove_file(image);
     settle(layout)?;

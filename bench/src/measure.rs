@@ -88,6 +88,14 @@ pub fn settle(input: &Path) -> io::Result<()> {
     read_all(input)
 }
 
+/// Removes the directory tree at `path`, if there is one.
+pub fn remove_dir(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Reads `path` to its end, or every regular file below it.
 fn read_all(path: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
